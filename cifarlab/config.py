@@ -1,0 +1,261 @@
+"""Every training setting, declared once.
+
+A setting is one field of `TrainConfig`. Its name is the YAML key and the keyword of the Python API,
+and `--name-with-dashes` on the command line; its metadata gives the help text and what is allowed.
+The CLI parser, the YAML loader and `cifarlab.train(**settings)` all go through `make_config`,
+so a value is checked the same way whichever door it comes in by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ConfigError
+
+AUGMENTATIONS = ("crop", "flip", "cutout", "rotate")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("onecycle", "step", "cosine", "plateau", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DATASETS = ("cifar10", "cifar100")
+
+
+def _setting(default: Any, help: str, *, choices: tuple | None = None,
+             check: Callable[[Any], str | None] | None = None, group: str = "training"):
+    """A dataclass field carrying its help text and its rule (`check` returns a complaint or None)."""
+    meta = {"help": help, "choices": choices, "check": check, "group": group}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _positive(value) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _at_least(low):
+    return lambda value: None if value >= low else f"must be >= {low}"
+
+
+def _between(low, high):
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+def _optional_positive(value) -> str | None:
+    return None if value is None or value > 0 else "must be > 0 (or empty for all)"
+
+
+def _default_data_dir() -> str:
+    return os.environ.get("CIFARLAB_DATA", "./data")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = _setting("cifar10", "cifar10, cifar100, or the path of an image folder with "
+                         "train/<class>/* and test/<class>/*", group="data")
+    data_dir: str = _setting(None, "where cifar-10-batches-py / cifar-100-python live or are downloaded "
+                             "to (default ./data, or $CIFARLAB_DATA)", group="data")
+    limit_train: int | None = _setting(None, "train on a stratified, seeded subset of N images",
+                                       check=_optional_positive, group="data")
+    limit_test: int | None = _setting(None, "test on a stratified, seeded subset of N images",
+                                      check=_optional_positive, group="data")
+    val_split: int = _setting(0, "hold out N training images (stratified, seeded) for validation",
+                              check=_at_least(0), group="data")
+    # augmentation
+    augment: list = _setting(["crop", "flip"], "training augmentations, comma separated, "
+                             "or 'none'", choices=AUGMENTATIONS, group="augmentation")
+    crop_size: int = _setting(32, "size of the random crop", check=_at_least(1), group="augmentation")
+    crop_padding: int = _setting(4, "zero padding on each side before the random crop",
+                                 check=_at_least(0), group="augmentation")
+    cutout_size: int = _setting(16, "side of the CutOut square", check=_at_least(1), group="augmentation")
+    rotate_degrees: float = _setting(5.0, "rotation drawn from [-d, d] degrees", check=_between(0, 180),
+                                     group="augmentation")
+    # model
+    model: str = _setting("resnet18", "model name (see `cifarlab models`)", group="model")
+    # optimisation
+    optimizer: str = _setting("sgd", "optimizer", choices=OPTIMIZERS)
+    lr: float = _setting(0.2, "learning rate (the peak for onecycle)", check=_positive)
+    momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
+    nesterov: bool = _setting(True, "Nesterov momentum for SGD")
+    weight_decay: float = _setting(5e-4, "weight decay", check=_at_least(0))
+    label_smoothing: float = _setting(0.1, "label smoothing of the cross-entropy", check=_between(0, 0.99))
+    scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
+    onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
+                                         check=_between(0.01, 0.99))
+    step_size: int = _setting(8, "step: epochs between lr drops", check=_at_least(1))
+    gamma: float = _setting(0.5, "step/plateau: factor the lr is multiplied by", check=_between(1e-6, 1))
+    plateau_patience: int = _setting(2, "plateau: epochs without improvement before a drop",
+                                     check=_at_least(0))
+    epochs: int = _setting(8, "number of epochs", check=_at_least(1))
+    batch_size: int = _setting(256, "training batch size", check=_at_least(1))
+    eval_batch_size: int = _setting(1000, "batch size for evaluation", check=_at_least(1))
+    seed: int = _setting(0, "random seed (data subset, shuffles, augmentation, weights)", check=_at_least(0))
+    # machine
+    device: str = _setting("auto", "where to train", choices=DEVICES, group="machine")
+    precision: str = _setting("auto", "auto: bf16 where the device runs it fast, fp16 on other CUDA "
+                              "devices, else fp32", choices=PRECISIONS, group="machine")
+    channels_last: bool = _setting(True, "channels_last memory format", group="machine")
+    # output
+    out: str | None = _setting(None, "run folder (default runs/<timestamp>-<model>)", group="output")
+    overwrite: bool = _setting(False, "replace a run already in the output folder", group="output")
+    test_every: int = _setting(1, "measure test loss/accuracy for the curves every N epochs (0: only "
+                               "after the last); never used to choose anything", check=_at_least(0),
+                               group="output")
+    progress: bool = _setting(True, "show a progress bar", group="output")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def field_kind(f: dataclasses.Field) -> str:
+    """'bool', 'int', 'float', 'list' or 'str', read from the annotation."""
+    annotation = str(f.type)
+    for kind in ("bool", "int", "float", "list"):
+        if annotation.startswith(kind):
+            return kind
+    return "str"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a value from YAML, the CLI or Python into the setting's type, or say why it can't be."""
+    f = FIELDS[name]
+    kind = field_kind(f)
+    optional = "None" in str(f.type) or f.default is None
+    empty_words = ("", "null", "none") if kind in ("int", "float") else ("", "null")
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in empty_words):
+        if optional:
+            return None
+        raise ConfigError(name, "needs a value")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(name, f"must be true or false, not {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(name, f"must be a whole number, not {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"must be a whole number, not {value!r}") from None
+    if kind == "float":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"must be a number, not {value!r}") from None
+        if isinstance(value, bool) or not math.isfinite(number):
+            raise ConfigError(name, f"must be a finite number, not {value!r}")
+        return number
+    if kind == "list":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(name, f"must be a list, not {value!r}")
+        items = [str(item).strip().lower() for item in items if str(item).strip()]
+        return [] if items == ["none"] else items
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be text, not {value!r}")
+    return value
+
+
+def _check(name: str, value: Any) -> None:
+    meta = FIELDS[name].metadata
+    choices = meta.get("choices")
+    if choices:
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if v not in choices:
+                raise ConfigError(name, f"{v!r} is not one of: {', '.join(choices)}")
+    rule = meta.get("check")
+    if rule and value is not None:
+        complaint = rule(value)
+        if complaint:
+            raise ConfigError(name, f"{complaint}, got {value!r}")
+
+
+def _check_together(cfg: TrainConfig) -> None:
+    """Rules that involve more than one setting, or the registry of models."""
+    from .models import model_names
+
+    if cfg.model not in model_names():
+        raise ConfigError("model", f"{cfg.model!r} is not one of: {', '.join(model_names())}")
+    if len(set(cfg.augment)) != len(cfg.augment):
+        raise ConfigError("augment", f"lists an augmentation twice: {','.join(cfg.augment)}")
+    if "crop" in cfg.augment and cfg.crop_size > 32 + 2 * cfg.crop_padding:
+        raise ConfigError("crop_size", f"must be at most 32 + 2 * crop_padding = {32 + 2 * cfg.crop_padding}")
+    if cfg.data not in DATASETS and not Path(cfg.data).is_dir():
+        raise ConfigError("data", f"{cfg.data!r} is neither one of {', '.join(DATASETS)} nor an existing "
+                                  "folder (an image folder needs train/<class>/* and test/<class>/*)")
+
+
+def make_config(values: dict | None = None, base: TrainConfig | None = None) -> TrainConfig:
+    """Build a checked TrainConfig: `base` (or the defaults) with `values` laid over it."""
+    values = dict(values or {})
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(unknown[0], f"is not a setting; the settings are: {', '.join(FIELDS)}")
+    merged = (base or TrainConfig()).to_dict()
+    for name, value in values.items():
+        merged[name] = _coerce(name, value)
+    if merged["data_dir"] is None:
+        merged["data_dir"] = _default_data_dir()
+    for name, value in merged.items():
+        _check(name, value)
+    cfg = TrainConfig(**merged)
+    _check_together(cfg)
+    return cfg
+
+
+ENVIRONMENT_KEY = "environment"  # written by a run to say where it ran; ignored when read back
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The settings of a YAML file, checked for unknown keys (values are checked by make_config)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config", f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc}") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        raise ConfigError("config", f"{path} is not valid YAML{at}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError("config", f"{path} must hold a mapping of setting: value")
+    values.pop(ENVIRONMENT_KEY, None)
+    for key in values:
+        if not isinstance(key, str) or key not in FIELDS:
+            raise ConfigError("config", f"{path}: unknown setting {key!r}; the settings are: "
+                                        f"{', '.join(FIELDS)}")
+    return values
+
+
+def config_to_yaml(cfg: TrainConfig, environment: dict | None = None) -> str:
+    """YAML that `cifarlab train --config` reads back into the same run (out left empty: a new folder)."""
+    settings = cfg.to_dict()
+    settings["out"] = None
+    text = "# cifarlab run configuration: `cifarlab train --config THIS_FILE` repeats the run\n"
+    text += yaml.safe_dump(settings, sort_keys=False)
+    if environment:
+        text += yaml.safe_dump({ENVIRONMENT_KEY: environment}, sort_keys=False)
+    return text

@@ -1,0 +1,66 @@
+"""ResNet for 32x32 images, as in kuangliu/pytorch-cifar models/resnet.py.
+
+A 3x3 stem with 64 channels and no max-pool, four stages of BasicBlocks (64, 128, 256, 512 channels,
+strides 1, 2, 2, 2), global average pooling and one linear layer. ResNet18 has 11,173,962 parameters
+for 10 classes. Global average pooling is written as adaptive pooling: on the 4x4 map of a 32x32 input
+it is exactly kuangliu's `F.avg_pool2d(out, 4)`.
+"""
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1, norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm_layer(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = norm_layer(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False),
+                norm_layer(planes),
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, num_blocks, num_classes=10, norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = norm_layer(64)
+        self.layer1 = self._make_layer(block, 64, num_blocks[0], 1, norm_layer)
+        self.layer2 = self._make_layer(block, 128, num_blocks[1], 2, norm_layer)
+        self.layer3 = self._make_layer(block, 256, num_blocks[2], 2, norm_layer)
+        self.layer4 = self._make_layer(block, 512, num_blocks[3], 2, norm_layer)
+        self.linear = nn.Linear(512 * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, num_blocks, stride, norm_layer):
+        layers = []
+        for s in [stride] + [1] * (num_blocks - 1):
+            layers.append(block(self.in_planes, planes, s, norm_layer))
+            self.in_planes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+def resnet18(num_classes=10, **kwargs):
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **kwargs)
+
+
+def resnet34(num_classes=10, **kwargs):
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **kwargs)

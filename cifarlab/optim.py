@@ -1,0 +1,80 @@
+"""Optimizer and learning-rate schedule factories.
+
+Weight decay applies to the weights of convolutions and linear layers only: decaying the scale and
+shift of normalisation layers or biases only fights the normalisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def create_optimizer(model: nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, cfg.weight_decay)
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0, **fast)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, **fast)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, **fast)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+class Schedule:
+    """A learning-rate scheduler together with when it is stepped: after every batch or every epoch."""
+
+    def __init__(self, scheduler, per_batch: bool, needs_metric: bool = False):
+        self.scheduler = scheduler
+        self.per_batch = per_batch
+        self.needs_metric = needs_metric
+
+    def after_batch(self) -> None:
+        if self.scheduler is not None and self.per_batch:
+            self.scheduler.step()
+
+    def after_epoch(self, metric: float | None = None) -> None:
+        if self.scheduler is None or self.per_batch:
+            return
+        if self.needs_metric:
+            self.scheduler.step(metric)
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return {} if self.scheduler is None else self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state)
+
+
+def create_schedule(optimizer, cfg, steps_per_epoch: int) -> Schedule:
+    total_steps = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler
+    if cfg.scheduler == "onecycle":
+        # Each phase needs at least two steps; very short runs (a few batches) get that much room.
+        total_steps = max(total_steps, 5)
+        pct_start = min(max(cfg.onecycle_pct_start, 2 / total_steps), 1 - 2 / total_steps)
+        return Schedule(sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
+                                         pct_start=pct_start, anneal_strategy="linear",
+                                         div_factor=25.0, final_div_factor=1e3,
+                                         cycle_momentum=cfg.optimizer == "sgd" and cfg.momentum > 0),
+                        per_batch=True)
+    if cfg.scheduler == "cosine":
+        return Schedule(sched.CosineAnnealingLR(optimizer, T_max=total_steps), per_batch=True)
+    if cfg.scheduler == "step":
+        return Schedule(sched.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma), per_batch=False)
+    if cfg.scheduler == "plateau":
+        return Schedule(sched.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.gamma,
+                                                patience=cfg.plateau_patience),
+                        per_batch=False, needs_metric=True)
+    return Schedule(None, per_batch=False)

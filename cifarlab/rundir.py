@@ -1,0 +1,103 @@
+"""The run folder: every file a run leaves behind, each written atomically (temp file, then rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+from .errors import CifarlabError
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                  "epoch_seconds", "train_images_per_sec")
+RUN_MARKERS = ("config.yaml", "metrics.csv", "summary.json", "model.safetensors")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": ""})) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def default_run_path(model: str, root: str = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{stamp}-{model}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"{stamp}-{model}-{suffix}"
+    return path
+
+
+def holds_run(path: Path) -> bool:
+    return any((path / name).exists() for name in RUN_MARKERS)
+
+
+def format_metric(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+class RunFolder:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, out: str | None, model: str, overwrite: bool = False) -> "RunFolder":
+        path = Path(out) if out else default_run_path(model)
+        if path.exists() and not path.is_dir():
+            raise CifarlabError(f"out: {path} exists and is not a folder")
+        if path.is_dir() and holds_run(path) and not overwrite:
+            raise CifarlabError(f"out: {path} already holds a run; choose another folder, or pass "
+                                "--overwrite to replace it (--resume to continue it)")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise CifarlabError(f"out: cannot write to {path} ({exc.strerror or exc})") from None
+        return cls(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_text(self, name: str, text: str) -> None:
+        write_atomic(self.file(name), text)
+
+    def write_json(self, name: str, obj) -> None:
+        self.write_text(name, json.dumps(obj, indent=2) + "\n")
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(METRIC_COLUMNS)
+        for row in rows:
+            writer.writerow([format_metric(row.get(col)) for col in METRIC_COLUMNS])
+        self.write_text("metrics.csv", buffer.getvalue())
+
+    def read_json(self, name: str) -> dict:
+        try:
+            return json.loads(self.file(name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CifarlabError(f"{self.path} has no {name}: is it a cifarlab run folder?") from None
+        except (OSError, ValueError) as exc:
+            raise CifarlabError(f"{self.file(name)} cannot be read: {exc}") from None
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """metrics.csv as a list of dicts of floats (None where empty)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in rows]

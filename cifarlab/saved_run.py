@@ -1,0 +1,70 @@
+"""A finished run read back from its folder: its settings, its summary and its model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import TrainConfig, make_config, read_config_file
+from .data import Split, load_splits
+from .errors import CifarlabError
+from .evaluate import Evaluation, evaluate
+from .rundir import RunFolder
+from .runtime import resolve_device, resolve_precision
+from .weights import load_model
+
+
+@dataclass
+class SavedRun:
+    folder: RunFolder
+    cfg: TrainConfig
+    summary: dict
+    model: nn.Module
+    info: dict  # model.safetensors metadata: model, classes, mean, std, ...
+    device: torch.device
+    precision: str
+
+
+def load_run(path: Path, data_dir: str | None = None, device: str | None = None) -> SavedRun:
+    folder = RunFolder(path)
+    if not folder.path.is_dir():
+        raise CifarlabError(f"no run folder at {path}")
+    values = read_config_file(folder.file("config.yaml"))
+    if data_dir:
+        values["data_dir"] = data_dir
+    cfg = make_config(values)
+    summary = folder.read_json("summary.json")
+    target = resolve_device(device or cfg.device)
+    model, info = load_model(folder.file("model.safetensors"), device=target)
+    # On the run's own kind of device, the run's precision, so the numbers agree exactly.
+    same_kind = target.type == str(summary.get("device", "")).split(":")[0]
+    precision = summary.get("precision", "fp32") if same_kind else resolve_precision("auto", target)
+    return SavedRun(folder, cfg, summary, model, info, target, precision)
+
+
+def test_split(run: SavedRun) -> tuple[Split, list[str]]:
+    """The run's test split, read again with the run's own data settings."""
+    cfg = run.cfg
+    splits = load_splits(cfg.data, cfg.data_dir, limit_test=cfg.limit_test, seed=cfg.seed, progress=cfg.progress)
+    if splits.classes != run.info["classes"]:
+        raise CifarlabError(f"the data's classes ({', '.join(splits.classes)}) differ from the model's "
+                            f"({', '.join(run.info['classes'])})")
+    return splits.test, splits.classes
+
+
+def evaluate_test(run: SavedRun, split: Split) -> Evaluation:
+    return evaluate(run.model, split, mean=run.info["mean"], std=run.info["std"], device=run.device,
+                    precision=run.precision, batch_size=run.cfg.eval_batch_size,
+                    channels_last=bool(run.info.get("channels_last")), label_smoothing=run.cfg.label_smoothing)
+
+
+def evaluate_saved(run: SavedRun) -> dict:
+    split, _ = test_split(run)
+    result = evaluate_test(run, split)
+    correct = int((result.predictions == result.labels).sum())
+    return {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_images": result.count,
+            "test_correct": correct, "summary_test_accuracy": run.summary.get("test_accuracy"),
+            "device": str(run.device), "precision": run.precision}

@@ -1,0 +1,199 @@
+"""Training: a TrainConfig in, a trained model, its honest test accuracy and a run folder out.
+
+The flow of `run_training`, top to bottom: resolve device and precision, read the data into memory,
+open the run folder, build the model, then for each epoch train on shuffled augmented batches,
+measure validation (and, for the curves only, test), and step the schedule. The headline number
+is the final model's accuracy on the whole test split; nothing is ever chosen on the test split.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .augment import Augmenter
+from .config import TrainConfig, config_to_yaml
+from .data import DeviceLoader, Splits, load_splits, to_model_input
+from .data.loader import epoch_seed
+from .errors import CifarlabError
+from .evaluate import Evaluation, evaluate
+from .models import count_parameters, create_model
+from .optim import create_optimizer, create_schedule
+from .rundir import RunFolder
+from .runtime import autocast, configure_backend, make_grad_scaler, resolve_device, resolve_precision
+from .summary import model_summary
+from .weights import save_model
+
+PROGRESS_EVERY = 10  # steps between reads of the running loss (each read waits for the device)
+
+
+class TrainingDiverged(CifarlabError):
+    exit_code = 3
+
+
+@dataclass
+class RunResult:
+    summary: dict
+    history: list[dict]
+    run_dir: Path
+    model: nn.Module = field(repr=False)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def environment(device: torch.device, precision: str) -> dict:
+    import torchvision
+
+    return {"device": str(device), "precision": precision, "cifarlab": __version__,
+            "python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "numpy": np.__version__,
+            "threads": torch.get_num_threads(), "platform": platform.platform()}
+
+
+def model_info(cfg: TrainConfig, splits: Splits) -> dict:
+    """What rebuilds the model and its input normalisation; saved inside model.safetensors."""
+    return {"model": cfg.model, "classes": splits.classes, "mean": list(splits.mean), "std": list(splits.std),
+            "image_size": 32, "channels_last": cfg.channels_last, "cifarlab": __version__}
+
+
+def train_epoch(model, loader: DeviceLoader, epoch: int, *, augmenter, optimizer, schedule, scaler,
+                loss_fn, cfg: TrainConfig, device, precision, mean, std) -> dict:
+    """One pass over the training split. Loss and accuracy are summed on the device; the host
+    reads them only every PROGRESS_EVERY steps, so the device is never made to wait each step."""
+    model.train()
+    generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, epoch, stream=1))
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress,
+               unit="batch", dynamic_ncols=True)
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(loader.batches(epoch), 1):
+        inputs = to_model_input(augmenter(images.float().div_(255.0), generator), mean, std, cfg.channels_last)
+        with autocast(device, precision):
+            logits = model(inputs)
+        loss = loss_fn(logits.float(), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.after_batch()
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
+        if step % PROGRESS_EVERY == 0 or step == len(loader):
+            running_loss = loss_sum.item() / seen
+            if not np.isfinite(running_loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"the training loss became {running_loss} in epoch {epoch} by step {step}: the learning "
+                    f"rate ({cfg.lr}) may be too high, or fp16 may overflow (try --precision bf16 or fp32)")
+            bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct.item() / seen:.2%}", refresh=False)
+        bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    bar.close()
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+            "train_seconds": seconds, "train_images_per_sec": seen / seconds}
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}",
+             f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"]
+    for split in ("val", "test"):
+        if row.get(f"{split}_acc") is not None:
+            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.2%}")
+    parts += [f"lr {row['lr']:.4g}", f"{row['epoch_seconds']:.1f}s", f"{row['train_images_per_sec']:.0f} img/s"]
+    return "  ".join(parts)
+
+
+def prepare(cfg: TrainConfig):
+    """Everything that can fail on the user's input, checked before a run folder is made."""
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    splits = load_splits(cfg.data, cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test,
+                         val_split=cfg.val_split, seed=cfg.seed, progress=cfg.progress)
+    return device, precision, splits
+
+
+def run_training(cfg: TrainConfig) -> RunResult:
+    device, precision, splits = prepare(cfg)
+    configure_backend(device)
+    run = RunFolder.create(cfg.out, cfg.model, overwrite=cfg.overwrite)
+    run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
+
+    seed_everything(cfg.seed)
+    model = create_model(cfg.model, num_classes=len(splits.classes))
+    summary_text = model_summary(model)
+    run.write_text("model_summary.txt", summary_text + "\n")
+    print(summary_text)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    train_loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
+    val_split = splits.val.to(device) if splits.val is not None else None
+    test_split = splits.test.to(device)
+    augmenter = Augmenter.from_config(cfg)
+    optimizer = create_optimizer(model, cfg, device)
+    schedule = create_schedule(optimizer, cfg, len(train_loader))
+    scaler = make_grad_scaler(device, precision)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
+                 batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
+                 label_smoothing=cfg.label_smoothing)
+
+    print(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
+          f"{len(splits.train)} train, {len(val_split) if val_split else 0} val, {len(test_split)} test images; "
+          f"{device}, {precision}; run folder {run.path}", flush=True)
+    history: list[dict] = []
+    train_seconds = 0.0
+    test_eval: Evaluation | None = None
+    for epoch in range(1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_epoch(model, train_loader, epoch, augmenter=augmenter, optimizer=optimizer,
+                            schedule=schedule, scaler=scaler, loss_fn=loss_fn, cfg=cfg, device=device,
+                            precision=precision, mean=splits.mean, std=splits.std)
+        train_seconds += stats["train_seconds"]
+        row = {"epoch": epoch, "lr": lr, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"]}
+        if val_split is not None:
+            val_eval = evaluate(model, val_split, **judge)
+            row.update(val_loss=val_eval.loss, val_acc=val_eval.accuracy)
+        last = epoch == cfg.epochs
+        if last or (cfg.test_every and epoch % cfg.test_every == 0):
+            test_eval = evaluate(model, test_split, **judge)
+            row.update(test_loss=test_eval.loss, test_acc=test_eval.accuracy)
+        schedule.after_epoch(row.get("val_loss", row["train_loss"]))
+        row.update(epoch_seconds=time.perf_counter() - epoch_start,
+                   train_images_per_sec=stats["train_images_per_sec"])
+        history.append(row)
+        run.write_metrics(history)
+        print(epoch_line(row, cfg.epochs), flush=True)
+
+    save_model(run.file("model.safetensors"), model, model_info(cfg, splits))
+    summary = {
+        "model": cfg.model, "params": count_parameters(model), "data": cfg.data, "classes": splits.classes,
+        "epochs": cfg.epochs, "test_accuracy": test_eval.accuracy, "test_loss": test_eval.loss,
+        "test_images": test_eval.count, "test_correct": int((test_eval.predictions == test_eval.labels).sum()),
+        "val_accuracy": history[-1].get("val_acc"), "train_images": len(splits.train),
+        "val_images": len(val_split) if val_split is not None else 0, "train_seconds": round(train_seconds, 2),
+        "device": str(device), "precision": precision, "seed": cfg.seed, "run_dir": str(run.path),
+    }
+    run.write_json("summary.json", summary)
+    print(f"test accuracy {summary['test_accuracy']:.2%} ({summary['test_correct']}/{summary['test_images']} "
+          f"test images, final model); run folder {run.path}", flush=True)
+    return RunResult(summary, history, run.path, model)

@@ -1,0 +1,92 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cifarlab.augment import Augmenter, crop_at, cutout_at, flip_where, rotate_by
+
+
+def batch(n=6, seed=0):
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_crop_at_the_padding_offset_is_the_identity():
+    images = batch()
+    offset = torch.full((len(images),), 4)
+    assert torch.equal(crop_at(images, 4, 32, offset, offset), images)
+
+
+@given(top=st.integers(0, 8), left=st.integers(0, 8))
+@settings(max_examples=30, deadline=None)
+def test_crop_at_shifts_the_image_and_fills_with_zeros(top, left):
+    images = batch(1)
+    cropped = crop_at(images, 4, 32, torch.tensor([top]), torch.tensor([left]))
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    assert torch.equal(cropped, padded[:, :, top:top + 32, left:left + 32])
+
+
+def test_flip_twice_is_the_identity_and_once_mirrors():
+    images = batch()
+    mask = torch.tensor([True, False, True, True, False, False])
+    once = flip_where(images, mask)
+    assert torch.equal(flip_where(once, mask), images)
+    assert torch.equal(once[0], images[0].flip(-1))
+    assert torch.equal(once[1], images[1])
+
+
+@given(cy=st.integers(0, 31), cx=st.integers(0, 31), size=st.integers(1, 40))
+@settings(max_examples=60, deadline=None)
+def test_cutout_zeroes_exactly_the_square_inside_the_image(cy, cx, size):
+    images = batch(1) + 0.01  # no pixel is zero before
+    out = cutout_at(images, size, torch.tensor([cy]), torch.tensor([cx]))
+    y0, x0 = cy - size // 2, cx - size // 2
+    expected = torch.zeros(32, 32, dtype=torch.bool)
+    expected[max(y0, 0):max(y0 + size, 0), max(x0, 0):max(x0 + size, 0)] = True
+    zeroed = (out[0] == 0).all(0)
+    assert torch.equal(zeroed, expected)
+    assert torch.equal(out[0][:, ~expected], images[0][:, ~expected])
+
+
+def test_rotation_by_zero_is_the_identity():
+    images = batch()
+    assert torch.allclose(rotate_by(images, torch.zeros(len(images))), images, atol=1e-5)
+
+
+def test_rotation_by_90_degrees_turns_the_image():
+    images = batch(2)
+    turned = rotate_by(images, torch.full((2,), 90.0))
+    # a quarter turn of a square image moves pixels exactly onto pixels
+    assert torch.allclose(turned, torch.rot90(images, k=1, dims=(2, 3)), atol=1e-4) or \
+        torch.allclose(turned, torch.rot90(images, k=-1, dims=(2, 3)), atol=1e-4)
+
+
+def test_rotation_keeps_the_centre_and_blackens_corners():
+    images = torch.ones(1, 3, 32, 32)
+    turned = rotate_by(images, torch.tensor([45.0]))
+    assert turned[0, :, 16, 16].min() > 0.99
+    assert turned[0, :, 0, 0].max() < 0.01
+
+
+@pytest.mark.parametrize("names", [("crop",), ("flip",), ("cutout",), ("rotate",), ("crop", "flip", "cutout", "rotate")])
+def test_the_same_seed_gives_the_same_batch_and_another_seed_does_not(names):
+    augment = Augmenter(names)
+    images = batch(16)
+    first = augment(images, torch.Generator().manual_seed(3))
+    again = augment(images, torch.Generator().manual_seed(3))
+    other = augment(images, torch.Generator().manual_seed(4))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert first.shape == images.shape
+
+
+def test_each_image_draws_its_own_parameters():
+    # 64 copies of one image: a per-batch parameter would leave them all equal
+    images = batch(1).repeat(64, 1, 1, 1)
+    out = Augmenter(("crop", "flip")).__call__(images, torch.Generator().manual_seed(0))
+    distinct = {tuple(o.flatten()[:200].tolist()) for o in out}
+    assert len(distinct) > 20
+
+
+def test_no_augmentation_leaves_the_batch_alone():
+    images = batch()
+    assert torch.equal(Augmenter(())(images, torch.Generator()), images)

@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from cifarlab.models import count_parameters, create_model, model_names
+from cifarlab.models.compact import receptive_field
+
+
+@pytest.mark.parametrize("name, params", [("resnet18", 11_173_962), ("resnet34", 21_282_122)])
+def test_resnets_have_kuangliu_parameter_counts(name, params):
+    assert count_parameters(create_model(name)) == params
+
+
+def test_compact_is_under_100k_parameters_and_sees_most_of_the_image():
+    model = create_model("compact")
+    assert count_parameters(model) < 100_000
+    assert receptive_field() >= 32
+
+
+@pytest.mark.parametrize("name", ["resnet18", "compact"])
+@pytest.mark.parametrize("classes", [10, 100])
+def test_models_map_a_batch_to_one_score_per_class(name, classes):
+    model = create_model(name, num_classes=classes).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, classes)
+
+
+def test_resnet18_pooling_equals_kuangliu_avg_pool():
+    model = create_model("resnet18").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.layer4(model.layer3(model.layer2(model.layer1(torch.relu(model.bn1(model.conv1(x)))))))
+        expected = model.linear(torch.nn.functional.avg_pool2d(features, 4).flatten(1))
+        assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(ValueError, match="resnet18"):
+        create_model("resnet1000")
+    assert "resnet18" in model_names()

@@ -1,0 +1,151 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cifarlab import evaluate_run, train
+from cifarlab.cli import main
+from cifarlab.rundir import METRIC_COLUMNS, read_metrics
+from cifarlab.weights import load_model
+
+RUN_FILES = {"config.yaml", "metrics.csv", "summary.json", "model.safetensors", "model_summary.txt"}
+
+
+def flags(settings: dict) -> list[str]:
+    out = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def test_cli_train_writes_a_complete_run_folder(quick, capsys):
+    assert main(["train", *flags({**quick, "val_split": 20})]) == 0
+    run = Path(quick["out"])
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == METRIC_COLUMNS and len(rows) == quick["epochs"]
+    for row in rows:
+        for col in ("train_acc", "val_acc", "test_acc"):
+            assert 0.0 <= float(row[col]) <= 1.0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["params"] == sum(p.numel() for p in load_model(run / "model.safetensors")[0].parameters())
+    assert summary["test_images"] == 100 and summary["val_images"] == 20 and summary["train_images"] == 180
+    assert summary["test_accuracy"] == pytest.approx(float(rows[-1]["test_acc"]), abs=1e-6)
+    assert summary["classes"][0] == "airplane" and summary["epochs"] == 2
+    out = capsys.readouterr().out
+    assert "Mult-Adds" in out and "epoch 2/2" in out and "img/s" in out
+    assert "Mult-Adds" in (run / "model_summary.txt").read_text()
+
+
+def test_evaluate_prints_exactly_the_summary_accuracy(quick, capsys):
+    # auto precision: bf16 on a CPU that runs it fast, so the exactness covers mixed precision too
+    result = train({**quick, "precision": "auto", "epochs": 1})
+    assert main(["evaluate", quick["out"]]) == 0
+    assert "the same" in capsys.readouterr().out
+    again = evaluate_run(quick["out"])
+    assert again["test_accuracy"] == result.summary["test_accuracy"]
+    assert again["test_correct"] == result.summary["test_correct"]
+
+
+def test_config_yaml_repeats_the_run(quick, tmp_path):
+    first = train(quick)
+    config = Path(quick["out"]) / "config.yaml"
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "again")]) == 0
+    drop = ("epoch_seconds", "train_images_per_sec")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "again" / "metrics.csv")) == strip(read_metrics(Path(quick["out"]) / "metrics.csv"))
+    assert first.summary["test_accuracy"] == json.loads((tmp_path / "again" / "summary.json").read_text())["test_accuracy"]
+
+
+def test_flags_override_the_config_file(quick, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**quick, "epochs": 3}))
+    assert main(["train", "--config", str(config), "--epochs", "1"]) == 0
+    assert json.loads((Path(quick["out"]) / "summary.json").read_text())["epochs"] == 1
+
+
+def test_training_learns_far_above_chance(quick):
+    result = train({**quick, "epochs": 4, "lr": 0.1, "batch_size": 20})  # 40 steps: BN stats settle
+    assert result.summary["test_accuracy"] > 0.6  # ten classes: chance is 0.1
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+
+
+def test_test_split_measured_only_when_asked_and_always_at_the_end(quick):
+    result = train({**quick, "epochs": 3, "test_every": 0})
+    assert [row.get("test_acc") is not None for row in result.history] == [False, False, True]
+    rows = read_metrics(Path(quick["out"]) / "metrics.csv")
+    assert rows[0]["test_acc"] is None and rows[2]["test_acc"] is not None
+
+
+@pytest.mark.parametrize("optimizer, scheduler", [("sgd", "step"), ("adam", "plateau"), ("adamw", "cosine"),
+                                                  ("sgd", "none")])
+def test_optimizers_and_schedulers_train(quick, optimizer, scheduler):
+    lr = 0.05 if optimizer == "sgd" else 0.003
+    result = train({**quick, "optimizer": optimizer, "scheduler": scheduler, "lr": lr, "step_size": 1,
+                    "gamma": 0.5, "epochs": 2})
+    lrs = [row["lr"] for row in result.history]
+    if scheduler == "step":
+        assert lrs == pytest.approx([lr, lr * 0.5])
+    if scheduler == "none":
+        assert lrs == pytest.approx([lr, lr])
+    assert torch.isfinite(torch.tensor(result.history[-1]["train_loss"]))
+
+
+def test_onecycle_rises_then_falls(quick):
+    result = train({**quick, "epochs": 4, "scheduler": "onecycle", "lr": 0.1})
+    lrs = [row["lr"] for row in result.history]
+    assert lrs[0] < 0.1 / 5 and max(lrs) > lrs[0] and max(lrs) <= 0.1
+
+
+def test_an_image_folder_trains_end_to_end(quick, image_dir, tmp_path):
+    result = train({**quick, "data": str(image_dir), "epochs": 1, "batch_size": 8})
+    assert result.summary["classes"] == ["cats", "dogs", "zebras"]
+    assert result.summary["test_images"] == 9
+
+
+@pytest.mark.parametrize("bad, setting", [
+    (["--model", "resnet1000"], "model"), (["--augment", "crop,jitter"], "augment"), (["--lr", "0"], "lr"),
+    (["--batch-size", "0"], "batch_size"), (["--epochs", "0"], "epochs"), (["--data", "/no/such/dir"], "data"),
+])
+def test_bad_values_exit_2_with_one_line_and_no_run_folder(quick, capsys, bad, setting):
+    assert main(["train", *flags(quick), *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"error: {setting}:" in err
+    assert not Path(quick["out"]).exists()
+
+
+def test_missing_data_exits_2_naming_the_folder(quick, tmp_path, monkeypatch, capsys):
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", no_network)
+    assert main(["train", *flags({**quick, "data_dir": str(tmp_path / "empty")})]) == 2
+    err = capsys.readouterr().err
+    assert str((tmp_path / "empty").resolve()) in err and "Traceback" not in err
+    assert not Path(quick["out"]).exists()
+
+
+def test_an_existing_run_is_not_overwritten(quick, capsys):
+    train(quick)
+    before = (Path(quick["out"]) / "summary.json").read_text()
+    assert main(["train", *flags(quick)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (Path(quick["out"]) / "summary.json").read_text() == before
+
+
+def test_python_m_cifarlab_reports_a_bad_flag_without_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "cifarlab", "train", "--lr", "-1", "--data-dir", "/nowhere"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "lr: must be > 0" in proc.stderr and "Traceback" not in proc.stderr
