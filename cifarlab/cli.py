@@ -9,10 +9,14 @@ from .config import FIELDS, field_kind
 from .errors import CifarlabError
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+REPORT_SETTINGS = ("misclassified", "misclassified_order", "cam", "cam_layer", "cam_true_class")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> None:
     """One flag per TrainConfig field; absent flags stay absent so the config file's values hold."""
     groups = {}
-    for name, f in FIELDS.items():
+    for name in names:
+        f = FIELDS[name]
         group_name = f.metadata.get("group", "training")
         group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} settings"))
         flag = "--" + name.replace("_", "-")
@@ -49,6 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="where the data is, if not where the run found it")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
 
+    report = commands.add_parser("report", help="write a saved run's figures and report.html again",
+                                 description="Recompute the report of a run folder from model.safetensors.")
+    report.add_argument("run_dir")
+    report.add_argument("--data-dir", help="where the data is, if not where the run found it")
+    report.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    add_setting_flags(report, REPORT_SETTINGS)
+
+    predict = commands.add_parser("predict", help="top-3 classes for your own images")
+    predict.add_argument("run_dir")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files of any size")
+    predict.add_argument("--cam", metavar="OUT_DIR", help="also write a Grad-CAM overlay per image here")
+    predict.add_argument("--cam-method", default="gradcam", choices=tuple(FIELDS["cam"].metadata["choices"]))
+    predict.add_argument("--cam-layer", help="layer for Grad-CAM (default: the model's last stage)")
+    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+
+    compare = commands.add_parser("compare", help="a table and one figure of several runs")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", default="compare.png", help="the figure of test-accuracy curves [compare.png]")
+
     commands.add_parser("models", help="list the models")
     return parser
 
@@ -76,6 +99,43 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .saved_run import load_run, report_saved
+
+    overrides = {name: getattr(args, name) for name in REPORT_SETTINGS if hasattr(args, name)}
+    run = load_run(Path(args.run_dir), data_dir=args.data_dir, device=args.device, overrides=overrides)
+    report_saved(run)
+    print(f"wrote the report of {run.folder.path}: {run.folder.file('report.html')}")
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .explain.predict import predict_files
+    from .runtime import resolve_device
+    from .weights import load_model
+
+    device = resolve_device(args.device)
+    model, info = load_model(Path(args.run_dir) / "model.safetensors", device=device)
+    results = predict_files(model, info, [Path(p) for p in args.images], device=device,
+                            cam_dir=Path(args.cam) if args.cam else None, cam_method=args.cam_method,
+                            cam_layer=args.cam_layer)
+    for result in results:
+        top = "  ".join(f"{name} {p:.1%}" for name, p in result["top"])
+        print(f"{result['path']}: {top}" + (f"  (Grad-CAM: {result['cam']})" if "cam" in result else ""))
+    return 0
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from .explain.compare import compare_runs
+
+    print(compare_runs(args.run_dirs, args.out))
+    return 0
+
+
 def command_models(args: argparse.Namespace) -> int:
     from .models import count_parameters, create_model, model_names
 
@@ -84,7 +144,8 @@ def command_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": command_train, "evaluate": command_evaluate, "models": command_models}
+COMMANDS = {"train": command_train, "evaluate": command_evaluate, "report": command_report,
+            "predict": command_predict, "compare": command_compare, "models": command_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,8 @@ SCHEDULERS = ("onecycle", "step", "cosine", "plateau", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("cifar10", "cifar100")
+MISCLASSIFIED_ORDERS = ("index", "confidence")
+CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam", "scorecam")
 
 
 def _setting(default: Any, help: str, *, choices: tuple | None = None,
@@ -110,6 +112,20 @@ class TrainConfig:
                                "after the last); never used to choose anything", check=_at_least(0),
                                group="output")
     progress: bool = _setting(True, "show a progress bar", group="output")
+
+    # report
+    report: bool = _setting(True, "write the figures and report.html when training ends", group="report")
+    misclassified: int = _setting(20, "how many misclassified test images to show (and explain)",
+                                  check=_between(0, 100), group="report")
+    misclassified_order: str = _setting("index", "which wrong images: the first by test index, or the most "
+                                        "confident mistakes", choices=MISCLASSIFIED_ORDERS, group="report")
+    cam: str = _setting("gradcam", "class activation map method", choices=CAM_METHODS, group="report")
+    cam_layer: str | None = _setting(None, "layer Grad-CAM reads (default: the model's last stage, layer4 for "
+                                     "ResNets, a 4x4 map on 32x32 inputs; layer3 gives 8x8)", group="report")
+    cam_true_class: bool = _setting(False, "also show Grad-CAM for the true class, beside the predicted",
+                                    group="report")
+    tensorboard: bool = _setting(False, "also log metrics and images for TensorBoard (run folder /tensorboard)",
+                                 group="report")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

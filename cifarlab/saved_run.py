@@ -28,11 +28,14 @@ class SavedRun:
     precision: str
 
 
-def load_run(path: Path, data_dir: str | None = None, device: str | None = None) -> SavedRun:
+def load_run(path: Path, data_dir: str | None = None, device: str | None = None,
+             overrides: dict | None = None) -> SavedRun:
+    """The run in folder `path`; `overrides` replace settings that only shape its report."""
     folder = RunFolder(path)
     if not folder.path.is_dir():
         raise CifarlabError(f"no run folder at {path}")
     values = read_config_file(folder.file("config.yaml"))
+    values.update(overrides or {})
     if data_dir:
         values["data_dir"] = data_dir
     cfg = make_config(values)
@@ -68,3 +71,14 @@ def evaluate_saved(run: SavedRun) -> dict:
     return {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_images": result.count,
             "test_correct": correct, "summary_test_accuracy": run.summary.get("test_accuracy"),
             "device": str(run.device), "precision": run.precision}
+
+
+def report_saved(run: SavedRun) -> None:
+    """Write the run's figures and report.html again, from model.safetensors and metrics.csv."""
+    from .explain.report import write_report
+    from .rundir import read_metrics
+
+    split, _ = test_split(run)
+    history = read_metrics(run.folder.file("metrics.csv")) if run.folder.file("metrics.csv").is_file() else []
+    write_report(run.folder, model=run.model, info=run.info, cfg=run.cfg, test_split=split,
+                 evaluation=evaluate_test(run, split), history=history, summary=run.summary, device=run.device)

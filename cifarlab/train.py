@@ -124,19 +124,40 @@ def prepare(cfg: TrainConfig):
     """Everything that can fail on the user's input, checked before a run folder is made."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    if cfg.tensorboard:
+        from .explain.tensorboard import check_available
+
+        check_available()
     splits = load_splits(cfg.data, cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test,
                          val_split=cfg.val_split, seed=cfg.seed, progress=cfg.progress)
     return device, precision, splits
 
 
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The seeded, freshly initialised model; a Grad-CAM layer that it lacks is refused now, not
+    after hours of training."""
+    seed_everything(cfg.seed)
+    model = create_model(cfg.model, num_classes=num_classes)
+    if cfg.report and cfg.misclassified:
+        from .explain.gradcam import target_layer
+        from .explain.report import cam_layer_name
+
+        target_layer(model, cam_layer_name(cfg))
+    return model
+
+
 def run_training(cfg: TrainConfig) -> RunResult:
     device, precision, splits = prepare(cfg)
     configure_backend(device)
+    model = build_model(cfg, len(splits.classes))
     run = RunFolder.create(cfg.out, cfg.model, overwrite=cfg.overwrite)
     run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
+    tensorboard = None
+    if cfg.tensorboard:
+        from .explain.tensorboard import TensorBoardLog
 
-    seed_everything(cfg.seed)
-    model = create_model(cfg.model, num_classes=len(splits.classes))
+        tensorboard = TensorBoardLog(run.file("tensorboard"))
+
     summary_text = model_summary(model)
     run.write_text("model_summary.txt", summary_text + "\n")
     print(summary_text)
@@ -182,6 +203,8 @@ def run_training(cfg: TrainConfig) -> RunResult:
                    train_images_per_sec=stats["train_images_per_sec"])
         history.append(row)
         run.write_metrics(history)
+        if tensorboard:
+            tensorboard.epoch(row)
         print(epoch_line(row, cfg.epochs), flush=True)
 
     save_model(run.file("model.safetensors"), model, model_info(cfg, splits))
@@ -194,6 +217,17 @@ def run_training(cfg: TrainConfig) -> RunResult:
         "device": str(device), "precision": precision, "seed": cfg.seed, "run_dir": str(run.path),
     }
     run.write_json("summary.json", summary)
+    if cfg.report:
+        from .explain.report import write_report
+
+        print("writing the report (curves, per-class accuracy, confusion matrix, misclassified, Grad-CAM)...",
+              flush=True)
+        write_report(run, model=model, info=model_info(cfg, splits), cfg=cfg, test_split=test_split,
+                     evaluation=test_eval, history=history, summary=summary, device=device)
+    if tensorboard:
+        tensorboard.figures(run.path, cfg.epochs)
+        tensorboard.close()
     print(f"test accuracy {summary['test_accuracy']:.2%} ({summary['test_correct']}/{summary['test_images']} "
-          f"test images, final model); run folder {run.path}", flush=True)
+          f"test images, final model); run folder {run.path}"
+          + (f", report {run.file('report.html')}" if cfg.report else ""), flush=True)
     return RunResult(summary, history, run.path, model)

@@ -1,0 +1,1 @@
+"""Explaining a trained model: per-class numbers, misclassified images, Grad-CAM, figures, the report."""
