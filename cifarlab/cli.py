@@ -23,7 +23,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
         help_text = f.metadata["help"]
         choices = f.metadata.get("choices")
         if choices:
-            help_text += f" ({'|'.join(choices)})"
+            help_text += f" ({'|'.join(map(str, choices))})"
         if f.default is not None and field_kind(f) != "bool":
             default = ",".join(f.default) if isinstance(f.default, list) else f.default
             help_text += f" [default: {default}]"
@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a model. Flags override the values of --config FILE.")
     train.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
     add_setting_flags(train)
+
+    lr_find = commands.add_parser("lr-find", help="the learning-rate range test: a plot and a suggested max lr",
+                                  description="Train a throwaway copy of the model for --lr-find-steps batches "
+                                              "with an exponentially growing lr; plot the smoothed loss.")
+    lr_find.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
+    lr_find.add_argument("--plot", default="lr_find.png", help="where to write the plot [lr_find.png]")
+    add_setting_flags(lr_find)
 
     evaluate = commands.add_parser("evaluate", help="re-measure a saved run's test accuracy")
     evaluate.add_argument("run_dir", help="a run folder written by `cifarlab train`")
@@ -83,6 +90,22 @@ def command_train(args: argparse.Namespace) -> int:
     settings = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
     cfg = resolve_config(args.config, **settings)
     run_training(cfg)
+    return 0
+
+
+def command_lr_find(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .api import resolve_config
+    from .train import find_lr, prepare
+
+    settings = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+    cfg = resolve_config(args.config, **settings)
+    device, precision, splits = prepare(cfg)
+    result = find_lr(cfg, splits, device, precision, Path(args.plot))
+    end = "stopped when the loss diverged" if result.diverged else "reached the largest lr"
+    print(f"LR range test over {len(result.lrs)} batches ({end}): suggested max lr for onecycle "
+          f"{result.suggestion:.4g}; plot {args.plot}")
     return 0
 
 
@@ -144,7 +167,7 @@ def command_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": command_train, "evaluate": command_evaluate, "report": command_report,
+COMMANDS = {"train": command_train, "lr-find": command_lr_find, "evaluate": command_evaluate, "report": command_report,
             "predict": command_predict, "compare": command_compare, "models": command_models}
 
 

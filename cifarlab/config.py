@@ -26,13 +26,16 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("cifar10", "cifar100")
 MISCLASSIFIED_ORDERS = ("index", "confidence")
+NORMS = ("batch", "layer", "group", "ghost")
+LOSSES = ("ce", "nll")
 CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam", "scorecam")
 
 
 def _setting(default: Any, help: str, *, choices: tuple | None = None,
-             check: Callable[[Any], str | None] | None = None, group: str = "training"):
-    """A dataclass field carrying its help text and its rule (`check` returns a complaint or None)."""
-    meta = {"help": help, "choices": choices, "check": check, "group": group}
+             check: Callable[[Any], str | None] | None = None, group: str = "training", words: tuple = ()):
+    """A dataclass field carrying its help text and its rule (`check` returns a complaint or None).
+    `words` are strings a numeric setting also accepts (lr: auto)."""
+    meta = {"help": help, "choices": choices, "check": check, "group": group, "words": words}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -82,9 +85,22 @@ class TrainConfig:
                                      group="augmentation")
     # model
     model: str = _setting("resnet18", "model name (see `cifarlab models`)", group="model")
+    norm: str = _setting("batch", "normalisation layer: batch, layer (each sample over C,H,W), group, "
+                         "ghost (Ghost BatchNorm)", choices=NORMS, group="model")
+    norm_groups: int = _setting(8, "groups for --norm group (must divide every layer's channels)",
+                                check=_at_least(1), group="model")
+    ghost_splits: int = _setting(2, "virtual sub-batches for --norm ghost", check=_at_least(1), group="model")
+    dropout: float = _setting(0.0, "dropout after each normalisation inside a block (0 = none)",
+                              check=_between(0, 0.9), group="model")
+    stages: int = _setting(4, "ResNet stages to keep: 4, or 3 (64/128/256 channels, 8x8 last map)",
+                           choices=(3, 4), group="model")
+    loss: str = _setting("ce", "ce (cross-entropy), or nll on log-softmax outputs (the library adds the "
+                         "log-softmax, so the loss is never negative)", choices=LOSSES, group="model")
     # optimisation
     optimizer: str = _setting("sgd", "optimizer", choices=OPTIMIZERS)
-    lr: float = _setting(0.2, "learning rate (the peak for onecycle)", check=_positive)
+    lr: float = _setting(0.2, "learning rate (the peak for onecycle); auto: run the LR range test first "
+                         "(onecycle only)", check=_positive, words=("auto",))
+    lr_find_steps: int = _setting(200, "batches of the LR range test (lr-find, --lr auto)", check=_at_least(10))
     momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
     nesterov: bool = _setting(True, "Nesterov momentum for SGD")
     weight_decay: float = _setting(5e-4, "weight decay", check=_at_least(0))
@@ -147,6 +163,8 @@ def _coerce(name: str, value: Any) -> Any:
     """Turn a value from YAML, the CLI or Python into the setting's type, or say why it can't be."""
     f = FIELDS[name]
     kind = field_kind(f)
+    if isinstance(value, str) and value.strip().lower() in f.metadata.get("words", ()):
+        return value.strip().lower()
     optional = "None" in str(f.type) or f.default is None
     empty_words = ("", "null", "none") if kind in ("int", "float") else ("", "null")
     if value is None or (optional and isinstance(value, str) and value.strip().lower() in empty_words):
@@ -195,9 +213,9 @@ def _check(name: str, value: Any) -> None:
         values = value if isinstance(value, list) else [value]
         for v in values:
             if v not in choices:
-                raise ConfigError(name, f"{v!r} is not one of: {', '.join(choices)}")
+                raise ConfigError(name, f"{v!r} is not one of: {', '.join(map(str, choices))}")
     rule = meta.get("check")
-    if rule and value is not None:
+    if rule and value is not None and value not in meta.get("words", ()):
         complaint = rule(value)
         if complaint:
             raise ConfigError(name, f"{complaint}, got {value!r}")
@@ -205,10 +223,15 @@ def _check(name: str, value: Any) -> None:
 
 def _check_together(cfg: TrainConfig) -> None:
     """Rules that involve more than one setting, or the registry of models."""
-    from .models import model_names
+    from .models import STAGED_MODELS, model_names
 
     if cfg.model not in model_names():
         raise ConfigError("model", f"{cfg.model!r} is not one of: {', '.join(model_names())}")
+    if cfg.stages != 4 and cfg.model not in STAGED_MODELS:
+        raise ConfigError("stages", f"applies to {', '.join(STAGED_MODELS)}, not {cfg.model}")
+    if cfg.lr == "auto" and cfg.scheduler != "onecycle":
+        raise ConfigError("lr", "auto (the LR range test) chooses the peak of --scheduler onecycle; "
+                                f"with {cfg.scheduler} give a number")
     if len(set(cfg.augment)) != len(cfg.augment):
         raise ConfigError("augment", f"lists an augmentation twice: {','.join(cfg.augment)}")
     if "crop" in cfg.augment and cfg.crop_size > 32 + 2 * cfg.crop_padding:

@@ -8,6 +8,7 @@ is the final model's accuracy on the whole test split; nothing is ever chosen on
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 import time
@@ -24,9 +25,10 @@ from .augment import Augmenter
 from .config import TrainConfig, config_to_yaml
 from .data import DeviceLoader, Splits, load_splits, to_model_input
 from .data.loader import epoch_seed
-from .errors import CifarlabError
+from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
-from .models import count_parameters, create_model
+from .losses import create_loss
+from .models import count_parameters, create_model, model_args
 from .optim import create_optimizer, create_schedule
 from .rundir import RunFolder
 from .runtime import autocast, configure_backend, make_grad_scaler, resolve_device, resolve_precision
@@ -64,12 +66,30 @@ def environment(device: torch.device, precision: str) -> dict:
 
 def model_info(cfg: TrainConfig, splits: Splits) -> dict:
     """What rebuilds the model and its input normalisation; saved inside model.safetensors."""
-    return {"model": cfg.model, "classes": splits.classes, "mean": list(splits.mean), "std": list(splits.std),
+    return {"model": cfg.model, "model_args": model_args(cfg), "classes": splits.classes, "mean": list(splits.mean), "std": list(splits.std),
             "image_size": 32, "channels_last": cfg.channels_last, "cifarlab": __version__}
 
 
-def train_epoch(model, loader: DeviceLoader, epoch: int, *, augmenter, optimizer, schedule, scaler,
-                loss_fn, cfg: TrainConfig, device, precision, mean, std) -> dict:
+def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainConfig, device, precision,
+                    mean, std):
+    """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update.
+    Returns the loss and logits, still on the device (reading them would make the host wait)."""
+
+    def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+        inputs = to_model_input(augmenter(images.float().div_(255.0), generator), mean, std, cfg.channels_last)
+        with autocast(device, precision):
+            logits = model(inputs)
+        loss = loss_fn(logits.float(), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach(), logits.detach()
+
+    return step
+
+
+def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg: TrainConfig, device) -> dict:
     """One pass over the training split. Loss and accuracy are summed on the device; the host
     reads them only every PROGRESS_EVERY steps, so the device is never made to wait each step."""
     model.train()
@@ -80,25 +100,18 @@ def train_epoch(model, loader: DeviceLoader, epoch: int, *, augmenter, optimizer
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress,
                unit="batch", dynamic_ncols=True)
     start = time.perf_counter()
-    for step, (images, labels) in enumerate(loader.batches(epoch), 1):
-        inputs = to_model_input(augmenter(images.float().div_(255.0), generator), mean, std, cfg.channels_last)
-        with autocast(device, precision):
-            logits = model(inputs)
-        loss = loss_fn(logits.float(), labels)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+    for index, (images, labels) in enumerate(loader.batches(epoch), 1):
+        loss, logits = step(images, labels, generator)
         schedule.after_batch()
-        loss_sum += loss.detach() * len(labels)
+        loss_sum += loss * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
-        if step % PROGRESS_EVERY == 0 or step == len(loader):
+        if index % PROGRESS_EVERY == 0 or index == len(loader):
             running_loss = loss_sum.item() / seen
             if not np.isfinite(running_loss):
                 bar.close()
                 raise TrainingDiverged(
-                    f"the training loss became {running_loss} in epoch {epoch} by step {step}: the learning "
+                    f"the training loss became {running_loss} in epoch {epoch} by step {index}: the learning "
                     f"rate ({cfg.lr}) may be too high, or fp16 may overflow (try --precision bf16 or fp32)")
             bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct.item() / seen:.2%}", refresh=False)
         bar.update(1)
@@ -137,13 +150,57 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The seeded, freshly initialised model; a Grad-CAM layer that it lacks is refused now, not
     after hours of training."""
     seed_everything(cfg.seed)
-    model = create_model(cfg.model, num_classes=num_classes)
+    try:
+        model = create_model(cfg.model, num_classes=num_classes, **model_args(cfg))
+    except ValueError as exc:  # e.g. GroupNorm groups that do not divide a layer's channels
+        raise ConfigError("norm_groups" if "divisible" in str(exc) else "model", str(exc)) from None
     if cfg.report and cfg.misclassified:
         from .explain.gradcam import target_layer
         from .explain.report import cam_layer_name
 
         target_layer(model, cam_layer_name(cfg))
     return model
+
+
+def find_lr(cfg: TrainConfig, splits: Splits, device, precision, plot_path: Path | None = None):
+    """The LR range test with this run's model, data, augmentation and optimizer (a throwaway copy)."""
+    from .explain.plots import save_png
+    from .lr_find import lr_range_test, range_test_figure
+
+    probe_cfg = dataclasses.replace(cfg, lr=1e-5)
+    model = build_model(probe_cfg, len(splits.classes)).to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = create_optimizer(model, probe_cfg, device)
+    step = make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer,
+                           scaler=make_grad_scaler(device, precision), loss_fn=create_loss(cfg.loss, cfg.label_smoothing),
+                           cfg=cfg, device=device, precision=precision, mean=splits.mean, std=splits.std)
+    loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
+    generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, 0, stream=2))
+
+    def batches():
+        epoch = 0
+        while True:
+            yield from loader.batches(epoch)
+            epoch += 1
+
+    stream = batches()
+    bar = tqdm(total=cfg.lr_find_steps, desc="lr range test", leave=False, disable=not cfg.progress)
+
+    def one_step():
+        images, labels = next(stream)
+        return step(images, labels, generator)[0].item()
+
+    def show(i, lr, smoothed):
+        bar.set_postfix(lr=f"{lr:.2e}", loss=f"{smoothed:.3f}", refresh=False)
+        bar.update(1)
+
+    result = lr_range_test(one_step, optimizer, steps=cfg.lr_find_steps, progress=show)
+    bar.close()
+    if plot_path is not None:
+        save_png(range_test_figure(result), plot_path)
+    return result
 
 
 def run_training(cfg: TrainConfig) -> RunResult:
@@ -158,6 +215,10 @@ def run_training(cfg: TrainConfig) -> RunResult:
 
         tensorboard = TensorBoardLog(run.file("tensorboard"))
 
+    if cfg.lr == "auto":
+        found = find_lr(cfg, splits, device, precision, run.file("lr_find.png"))
+        print(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it", flush=True)
+        cfg = dataclasses.replace(cfg, lr=found.suggestion)
     summary_text = model_summary(model)
     run.write_text("model_summary.txt", summary_text + "\n")
     print(summary_text)
@@ -168,11 +229,11 @@ def run_training(cfg: TrainConfig) -> RunResult:
     train_loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
     val_split = splits.val.to(device) if splits.val is not None else None
     test_split = splits.test.to(device)
-    augmenter = Augmenter.from_config(cfg)
     optimizer = create_optimizer(model, cfg, device)
     schedule = create_schedule(optimizer, cfg, len(train_loader))
-    scaler = make_grad_scaler(device, precision)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    step = make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer,
+                           scaler=make_grad_scaler(device, precision), loss_fn=create_loss(cfg.loss, cfg.label_smoothing),
+                           cfg=cfg, device=device, precision=precision, mean=splits.mean, std=splits.std)
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
                  label_smoothing=cfg.label_smoothing)
@@ -180,15 +241,14 @@ def run_training(cfg: TrainConfig) -> RunResult:
     print(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
           f"{len(splits.train)} train, {len(val_split) if val_split else 0} val, {len(test_split)} test images; "
           f"{device}, {precision}; run folder {run.path}", flush=True)
+    seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
     history: list[dict] = []
     train_seconds = 0.0
     test_eval: Evaluation | None = None
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        stats = train_epoch(model, train_loader, epoch, augmenter=augmenter, optimizer=optimizer,
-                            schedule=schedule, scaler=scaler, loss_fn=loss_fn, cfg=cfg, device=device,
-                            precision=precision, mean=splits.mean, std=splits.std)
+        stats = train_epoch(model, train_loader, epoch, step=step, schedule=schedule, cfg=cfg, device=device)
         train_seconds += stats["train_seconds"]
         row = {"epoch": epoch, "lr": lr, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"]}
         if val_split is not None:
@@ -214,7 +274,7 @@ def run_training(cfg: TrainConfig) -> RunResult:
         "test_images": test_eval.count, "test_correct": int((test_eval.predictions == test_eval.labels).sum()),
         "val_accuracy": history[-1].get("val_acc"), "train_images": len(splits.train),
         "val_images": len(val_split) if val_split is not None else 0, "train_seconds": round(train_seconds, 2),
-        "device": str(device), "precision": precision, "seed": cfg.seed, "run_dir": str(run.path),
+        "device": str(device), "precision": precision, "seed": cfg.seed, "lr": cfg.lr, "run_dir": str(run.path),
     }
     run.write_json("summary.json", summary)
     if cfg.report:

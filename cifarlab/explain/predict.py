@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..data import to_model_input
 from ..data.folder import read_image
-from ..models import DEFAULT_CAM_LAYER
+from ..models import default_cam_layer
 from ..rundir import write_atomic
 from .gradcam import cam_maps, overlay
 
@@ -30,7 +30,7 @@ def predict_files(model, info: dict, paths: list[Path], *, device="cpu", cam_dir
     results = [{"path": str(p), "top": top} for p, top in zip(paths, top_k(model, info, images, device=device))]
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
-        layer = cam_layer or DEFAULT_CAM_LAYER.get(info["model"], "layer4")
+        layer = cam_layer or default_cam_layer(info["model"], info.get("model_args", {}).get("stages", 4))
         inputs = to_model_input(images.to(device), info["mean"], info["std"], channels_last=False)
         predicted = [info["classes"].index(r["top"][0][0]) for r in results]
         maps = cam_maps(model, inputs, predicted, cam_method, layer)

@@ -19,7 +19,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..data import Split, to_model_input
 from ..evaluate import Evaluation
-from ..models import DEFAULT_CAM_LAYER
+from ..models import default_cam_layer
 from ..rundir import RunFolder
 from . import plots
 from .analysis import confusion_matrix, misclassified, per_class_accuracy
@@ -27,7 +27,7 @@ from .gradcam import cam_maps, overlay, target_layer
 
 
 def cam_layer_name(cfg: TrainConfig) -> str:
-    return cfg.cam_layer or DEFAULT_CAM_LAYER.get(cfg.model, "layer4")
+    return cfg.cam_layer or default_cam_layer(cfg.model, cfg.stages)
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:
@@ -94,10 +94,11 @@ def image_tag(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def html_table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+def html_table(header: list[str] | None, rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header or [])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 STYLE = """
@@ -138,7 +139,7 @@ def render_html(folder: RunFolder, *, cfg: TrainConfig, summary: dict, per_class
 <h1>cifarlab report</h1>
 <p class="note">{html.escape(str(folder.path))}</p>
 <p class="headline">{headline}</p>
-{html_table(["", ""], facts)}
+{html_table(None, facts)}
 <h2>Learning curves</h2>
 <p class="note">Test loss and accuracy per epoch are recorded for these curves only; nothing was chosen on them.</p>
 {image_tag(f("curves.png"), "loss, accuracy and learning rate per epoch")}

@@ -1,8 +1,10 @@
-"""Model factory: `create_model(name, num_classes)` builds any registered model by name."""
+"""Model factory: `create_model(name, num_classes, norm=..., dropout=..., stages=...)` builds any
+registered model by name."""
 
 from torch import nn
 
 from . import compact, resnet
+from .norm import NORMS, norm_factory
 
 _MODELS = {
     "resnet18": resnet.resnet18,
@@ -10,19 +12,36 @@ _MODELS = {
     "compact": compact.compact,
 }
 
-# The layer whose activations Grad-CAM reads by default: the last block of the last stage.
-DEFAULT_CAM_LAYER = {"resnet18": "layer4", "resnet34": "layer4", "compact": "features"}
+def default_cam_layer(name: str, stages: int = 4) -> str:
+    """The layer Grad-CAM reads by default: the last stage of a ResNet (layer4, a 4x4 map on 32x32
+    inputs; with 3 stages layer3, 8x8), the last convolution block of the compact network."""
+    return f"layer{stages}" if name in STAGED_MODELS else "features"
 
 
 def model_names() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
-    """A freshly initialised model by name; `kwargs` go to the model's builder."""
+STAGED_MODELS = ("resnet18", "resnet34")  # the models that take `stages`
+
+
+def create_model(name: str, num_classes: int = 10, *, norm: str = "batch", norm_groups: int = 8,
+                 ghost_splits: int = 2, dropout: float = 0.0, stages: int = 4) -> nn.Module:
+    """A freshly initialised model by name, with its normalisation, dropout and (ResNets) stages."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(model_names())}")
+    kwargs = {"norm_layer": norm_factory(norm, norm_groups, ghost_splits), "dropout": dropout}
+    if stages != 4:
+        if name not in STAGED_MODELS:
+            raise ValueError(f"stages applies to {', '.join(STAGED_MODELS)}, not {name}")
+        kwargs["stages"] = stages
     return _MODELS[name](num_classes=num_classes, **kwargs)
+
+
+def model_args(cfg) -> dict:
+    """The settings of a TrainConfig that shape the model (saved with the weights to rebuild it)."""
+    return {"norm": cfg.norm, "norm_groups": cfg.norm_groups, "ghost_splits": cfg.ghost_splits,
+            "dropout": cfg.dropout, "stages": cfg.stages}
 
 
 def count_parameters(model: nn.Module) -> int:

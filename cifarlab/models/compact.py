@@ -8,7 +8,7 @@ field is computed from the layer list by `receptive_field`.
 import torch.nn as nn
 
 
-def conv_bn(in_ch, out_ch, *, stride=1, dilation=1, separable=True, norm_layer=nn.BatchNorm2d):
+def conv_bn(in_ch, out_ch, *, stride=1, dilation=1, separable=True, norm_layer=nn.BatchNorm2d, dropout=0.0):
     """3x3 convolution (depthwise + pointwise when `separable`), normalisation, ReLU."""
     padding = dilation
     if separable:
@@ -16,7 +16,8 @@ def conv_bn(in_ch, out_ch, *, stride=1, dilation=1, separable=True, norm_layer=n
                 nn.Conv2d(in_ch, out_ch, 1, bias=False)]
     else:
         conv = [nn.Conv2d(in_ch, out_ch, 3, stride, padding, dilation, bias=False)]
-    return nn.Sequential(*conv, norm_layer(out_ch), nn.ReLU(inplace=True))
+    drop = [nn.Dropout(dropout)] if dropout > 0 else []
+    return nn.Sequential(*conv, norm_layer(out_ch), *drop, nn.ReLU(inplace=True))
 
 
 # (out channels, stride, dilation, separable) for each 3x3 layer, in order.
@@ -44,12 +45,12 @@ def receptive_field(layers=LAYERS) -> int:
 
 
 class CompactNet(nn.Module):
-    def __init__(self, num_classes=10, norm_layer=nn.BatchNorm2d):
+    def __init__(self, num_classes=10, norm_layer=nn.BatchNorm2d, dropout=0.0):
         super().__init__()
         blocks, in_ch = [], 3
         for out_ch, stride, dilation, separable in LAYERS:
             blocks.append(conv_bn(in_ch, out_ch, stride=stride, dilation=dilation, separable=separable,
-                                  norm_layer=norm_layer))
+                                  norm_layer=norm_layer, dropout=dropout))
             in_ch = out_ch
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)

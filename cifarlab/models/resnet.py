@@ -4,6 +4,10 @@ A 3x3 stem with 64 channels and no max-pool, four stages of BasicBlocks (64, 128
 strides 1, 2, 2, 2), global average pooling and one linear layer. ResNet18 has 11,173,962 parameters
 for 10 classes. Global average pooling is written as adaptive pooling: on the 4x4 map of a 32x32 input
 it is exactly kuangliu's `F.avg_pool2d(out, 4)`.
+
+Variants, none of which changes a parameter count: the normalisation layer (`norm_layer`), and dropout
+after each normalisation inside a block (`dropout`). `stages=3` keeps only the first three stages
+(64, 128, 256 channels): an 8x8 last feature map and a 256 -> classes linear layer.
 """
 
 import torch.nn as nn
@@ -13,8 +17,9 @@ import torch.nn.functional as F
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_planes, planes, stride=1, norm_layer=nn.BatchNorm2d):
+    def __init__(self, in_planes, planes, stride=1, norm_layer=nn.BatchNorm2d, dropout=0.0):
         super().__init__()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn1 = norm_layer(planes)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
@@ -27,33 +32,35 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = F.relu(self.drop(self.bn1(self.conv1(x))))
+        out = self.drop(self.bn2(self.conv2(out)))
         return F.relu(out + self.shortcut(x))
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, num_blocks, num_classes=10, norm_layer=nn.BatchNorm2d):
+    def __init__(self, block, num_blocks, num_classes=10, norm_layer=nn.BatchNorm2d, dropout=0.0, stages=4):
         super().__init__()
         self.in_planes = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = norm_layer(64)
-        self.layer1 = self._make_layer(block, 64, num_blocks[0], 1, norm_layer)
-        self.layer2 = self._make_layer(block, 128, num_blocks[1], 2, norm_layer)
-        self.layer3 = self._make_layer(block, 256, num_blocks[2], 2, norm_layer)
-        self.layer4 = self._make_layer(block, 512, num_blocks[3], 2, norm_layer)
-        self.linear = nn.Linear(512 * block.expansion, num_classes)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        widths, strides = (64, 128, 256, 512)[:stages], (1, 2, 2, 2)[:stages]
+        for i, (planes, stride) in enumerate(zip(widths, strides), 1):
+            setattr(self, f"layer{i}", self._make_layer(block, planes, num_blocks[i - 1], stride, norm_layer, dropout))
+        self.stages = stages
+        self.linear = nn.Linear(widths[-1] * block.expansion, num_classes)
 
-    def _make_layer(self, block, planes, num_blocks, stride, norm_layer):
+    def _make_layer(self, block, planes, num_blocks, stride, norm_layer, dropout):
         layers = []
         for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(block(self.in_planes, planes, s, norm_layer))
+            layers.append(block(self.in_planes, planes, s, norm_layer, dropout))
             self.in_planes = planes * block.expansion
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.relu(self.drop(self.bn1(self.conv1(x))))
+        for i in range(1, self.stages + 1):
+            out = getattr(self, f"layer{i}")(out)
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
 
