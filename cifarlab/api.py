@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import TrainConfig, make_config, read_config_file
+from .config import FIELDS, TrainConfig, make_config, read_config_file
+from .errors import ConfigError
+
+# Settings that may differ when a run is resumed: none of them changes what the model learns.
+RESUMABLE = {"epochs", "progress", "device", "data_dir", "test_every", "report", "misclassified",
+             "misclassified_order", "cam", "cam_layer", "cam_true_class", "tensorboard", "out", "overwrite"}
 
 
 def resolve_config(config: str | os.PathLike | dict | TrainConfig | None = None, **settings) -> TrainConfig:
@@ -17,14 +22,47 @@ def resolve_config(config: str | os.PathLike | dict | TrainConfig | None = None,
     return make_config(values)
 
 
-def train(config=None, **settings):
+def train(config=None, *, resume: str | os.PathLike | None = None, **settings):
     """Train a model; returns a RunResult with .summary, .history (a dict per epoch), .run_dir, .model.
 
     `config` may be the path of a YAML file, a dict or a TrainConfig; keyword settings override it.
+    `resume=RUN_DIR` continues that run from its last checkpoint (settings: see RESUMABLE).
     """
-    from .train import run_training
+    from .training import run_training
 
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("resume", "takes its settings from the run folder; do not give a config as well")
+        return resume_training(resume, **settings)
     return run_training(resolve_config(config, **settings))
+
+
+def resume_training(run_dir: str | os.PathLike, **settings):
+    """Continue a run from its checkpoint. Settings that would change what is learned are refused;
+    --epochs may be raised."""
+    from .checkpoint import load_checkpoint
+    from .models import model_args
+    from .training import run_training
+
+    folder = Path(run_dir)
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError("resume", f"{folder} is not a run folder (no config.yaml)")
+    saved = make_config(read_config_file(folder / "config.yaml"))
+    cfg = make_config({**saved.to_dict(), **settings, "out": str(folder)})
+    for name in FIELDS:
+        if name not in RESUMABLE and getattr(cfg, name) != getattr(saved, name):
+            raise ConfigError(name, f"cannot change when resuming (the run used {getattr(saved, name)!r}); "
+                                    f"what may change: {', '.join(sorted(RESUMABLE - {'out', 'overwrite'}))}")
+    checkpoint = load_checkpoint(folder)
+    info, state = checkpoint.meta.get("model_info", {}), checkpoint.state
+    if info.get("model") != cfg.model or info.get("model_args") != model_args(cfg):
+        raise ConfigError("resume", f"the checkpoint in {folder} is of another model ({info.get('model')}, "
+                                    f"{info.get('model_args')}) than its config.yaml ({cfg.model})")
+    done = state.epoch - 1
+    if cfg.epochs < done or (cfg.epochs == done and (folder / "summary.json").is_file()):
+        raise ConfigError("epochs", f"the run has already trained {done} epochs; pass --epochs above {done} "
+                                    "to train longer")
+    return run_training(cfg, checkpoint)
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | None = None, device: str | None = None) -> dict:

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and write a run folder",
                                 description="Train a model. Flags override the values of --config FILE.")
     train.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint "
+                       "(--epochs may be raised; settings that change what is learned are refused)")
     add_setting_flags(train)
 
     lr_find = commands.add_parser("lr-find", help="the learning-rate range test: a plot and a suggested max lr",
@@ -85,11 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_train(args: argparse.Namespace) -> int:
     from .api import resolve_config
-    from .train import run_training
+    from .training import run_training
 
     settings = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
-    cfg = resolve_config(args.config, **settings)
-    run_training(cfg)
+    if args.resume:
+        from .api import train
+
+        train(args.config, resume=args.resume, **settings)
+        return 0
+    run_training(resolve_config(args.config, **settings))
     return 0
 
 
@@ -97,7 +103,7 @@ def command_lr_find(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .api import resolve_config
-    from .train import find_lr, prepare
+    from .training import find_lr, prepare
 
     settings = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
     cfg = resolve_config(args.config, **settings)

@@ -38,8 +38,13 @@ class Schedule:
         self.needs_metric = needs_metric
 
     def after_batch(self) -> None:
-        if self.scheduler is not None and self.per_batch:
-            self.scheduler.step()
+        if self.scheduler is None or not self.per_batch:
+            return
+        # A run resumed with more epochs outlives its schedule: hold the final lr rather than restart.
+        end = getattr(self.scheduler, "total_steps", None) or getattr(self.scheduler, "T_max", None)
+        if end is not None and self.scheduler.last_epoch >= end:
+            return
+        self.scheduler.step()
 
     def after_epoch(self, metric: float | None = None) -> None:
         if self.scheduler is None or self.per_batch:

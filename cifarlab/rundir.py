@@ -13,7 +13,11 @@ from .errors import CifarlabError
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "epoch_seconds", "train_images_per_sec")
-RUN_MARKERS = ("config.yaml", "metrics.csv", "summary.json", "model.safetensors")
+RUN_MARKERS = ("config.yaml", "metrics.csv", "summary.json", "model.safetensors", "checkpoint.safetensors")
+# Every file a run writes: --overwrite removes them first, so no file of the old run survives.
+RUN_FILES = RUN_MARKERS + ("model_summary.txt", "curves.png", "misclassified.png", "misclassified.csv",
+                           "gradcam.png", "per_class.csv", "per_class.png", "confusion.png", "confusion.csv",
+                           "report.html", "lr_find.png")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -41,6 +45,14 @@ def holds_run(path: Path) -> bool:
     return any((path / name).exists() for name in RUN_MARKERS)
 
 
+def clear_run(path: Path) -> None:
+    import shutil
+
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / "tensorboard", ignore_errors=True)
+
+
 def format_metric(value) -> str:
     if value is None:
         return ""
@@ -63,6 +75,8 @@ class RunFolder:
                                 "--overwrite to replace it (--resume to continue it)")
         try:
             path.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                clear_run(path)
             probe = path / ".write-test"
             probe.write_text("ok")
             probe.unlink()

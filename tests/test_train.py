@@ -149,3 +149,10 @@ def test_python_m_cifarlab_reports_a_bad_flag_without_a_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "lr: must be > 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_importing_the_training_module_keeps_the_train_function():
+    import cifarlab
+    import cifarlab.training  # noqa: F401
+
+    assert callable(cifarlab.train) and cifarlab.train.__name__ == "train"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,13 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .augment import Augmenter
+from .checkpoint import Checkpoint, TrainingState, save_checkpoint
 from .config import TrainConfig, config_to_yaml
 from .data import DeviceLoader, Splits, load_splits, to_model_input
 from .data.loader import epoch_seed
 from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
+from .interrupt import EXIT_CODES, StopRequests
 from .losses import create_loss
 from .models import count_parameters, create_model, model_args
 from .optim import create_optimizer, create_schedule
@@ -89,18 +91,41 @@ def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainC
     return step
 
 
-def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg: TrainConfig, device) -> dict:
-    """One pass over the training split. Loss and accuracy are summed on the device; the host
-    reads them only every PROGRESS_EVERY steps, so the device is never made to wait each step."""
+class Interrupted(Exception):
+    """Raised inside an epoch when a stop was requested; carries where the epoch stands."""
+
+    def __init__(self, position: dict):
+        super().__init__("interrupted")
+        self.position = position
+
+
+class TrainingInterrupted(CifarlabError):
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = EXIT_CODES.get(signum, 130)
+
+
+def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg: TrainConfig, device,
+                stop: StopRequests | None = None, resume: dict | None = None) -> dict:
+    """One pass over the training split, or the rest of one (`resume`: where an interrupted pass stood).
+
+    Loss and accuracy are summed on the device; the host reads them only every PROGRESS_EVERY steps,
+    so the device is never made to wait each step. A requested stop ends the pass after the current
+    step by raising Interrupted with everything needed to continue it exactly.
+    """
     model.train()
     generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, epoch, stream=1))
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress,
-               unit="batch", dynamic_ncols=True)
+    seen, done, seconds_before = 0, 0, 0.0
+    if resume:
+        generator.set_state(resume["generator"])
+        loss_sum, correct = resume["loss_sum"].to(device), resume["correct"].to(device)
+        seen, done, seconds_before = resume["seen"], resume["step"], resume["seconds"]
+    bar = tqdm(total=len(loader), initial=done, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+               disable=not cfg.progress, unit="batch", dynamic_ncols=True)
     start = time.perf_counter()
-    for index, (images, labels) in enumerate(loader.batches(epoch), 1):
+    for index, (images, labels) in enumerate(islice(loader.batches(epoch), done, None), done + 1):
         loss, logits = step(images, labels, generator)
         schedule.after_batch()
         loss_sum += loss * len(labels)
@@ -112,12 +137,17 @@ def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg:
                 bar.close()
                 raise TrainingDiverged(
                     f"the training loss became {running_loss} in epoch {epoch} by step {index}: the learning "
-                    f"rate ({cfg.lr}) may be too high, or fp16 may overflow (try --precision bf16 or fp32)")
+                    f"rate ({cfg.lr}) may be too high, or fp16 may overflow (try --precision bf16 or fp32); "
+                    "the last good checkpoint is kept")
             bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct.item() / seen:.2%}", refresh=False)
         bar.update(1)
+        if stop is not None and stop.requested and index < len(loader):
+            bar.close()
+            raise Interrupted({"step": index, "seen": seen, "seconds": seconds_before + time.perf_counter() - start,
+                               "generator": generator.get_state(), "loss_sum": loss_sum, "correct": correct})
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start
     bar.close()
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "train_seconds": seconds, "train_images_per_sec": seen / seconds}
@@ -203,22 +233,42 @@ def find_lr(cfg: TrainConfig, splits: Splits, device, precision, plot_path: Path
     return result
 
 
-def run_training(cfg: TrainConfig) -> RunResult:
+def open_run_folder(cfg: TrainConfig, resuming: bool) -> RunFolder:
+    if resuming:
+        return RunFolder(cfg.out)
+    return RunFolder.create(cfg.out, cfg.model, overwrite=cfg.overwrite)
+
+
+def run_training(cfg: TrainConfig, checkpoint: Checkpoint | None = None) -> RunResult:
+    """Train (or, from `checkpoint`, go on training) and write the run folder."""
     device, precision, splits = prepare(cfg)
     configure_backend(device)
     model = build_model(cfg, len(splits.classes))
-    run = RunFolder.create(cfg.out, cfg.model, overwrite=cfg.overwrite)
+    run = open_run_folder(cfg, resuming=checkpoint is not None)
+    try:
+        with StopRequests() as stop:
+            return train_run(cfg, run, model, splits, device, precision, checkpoint, stop)
+    except OSError as exc:  # disk full, folder removed or made read-only under us
+        raise CifarlabError(f"cannot write to the run folder {run.path}: {exc.strerror or exc}") from None
+
+
+def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, device, precision,
+              checkpoint: Checkpoint | None, stop: StopRequests) -> RunResult:
+    state = checkpoint.state if checkpoint else TrainingState(epoch=1)
     run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
+    if cfg.lr == "auto":
+        if state.lr is None:
+            found = find_lr(cfg, splits, device, precision, run.file("lr_find.png"))
+            print(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it", flush=True)
+            state.lr = found.suggestion
+        cfg = dataclasses.replace(cfg, lr=state.lr)
+    state.lr = cfg.lr
     tensorboard = None
     if cfg.tensorboard:
         from .explain.tensorboard import TensorBoardLog
 
         tensorboard = TensorBoardLog(run.file("tensorboard"))
 
-    if cfg.lr == "auto":
-        found = find_lr(cfg, splits, device, precision, run.file("lr_find.png"))
-        print(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it", flush=True)
-        cfg = dataclasses.replace(cfg, lr=found.suggestion)
     summary_text = model_summary(model)
     run.write_text("model_summary.txt", summary_text + "\n")
     print(summary_text)
@@ -231,25 +281,41 @@ def run_training(cfg: TrainConfig) -> RunResult:
     test_split = splits.test.to(device)
     optimizer = create_optimizer(model, cfg, device)
     schedule = create_schedule(optimizer, cfg, len(train_loader))
-    step = make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer,
-                           scaler=make_grad_scaler(device, precision), loss_fn=create_loss(cfg.loss, cfg.label_smoothing),
-                           cfg=cfg, device=device, precision=precision, mean=splits.mean, std=splits.std)
+    scaler = make_grad_scaler(device, precision)
+    step = make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
+                           loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
+                           precision=precision, mean=splits.mean, std=splits.std)
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
                  label_smoothing=cfg.label_smoothing)
+    info = model_info(cfg, splits)
+    seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
+    if checkpoint:
+        checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler)
+        print(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
+
+    def save_state(new_state: TrainingState) -> None:
+        save_checkpoint(run.path, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,
+                        state=new_state, model_info=info)
 
     print(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
           f"{len(splits.train)} train, {len(val_split) if val_split else 0} val, {len(test_split)} test images; "
           f"{device}, {precision}; run folder {run.path}", flush=True)
-    seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
-    history: list[dict] = []
-    train_seconds = 0.0
+    history: list[dict] = list(state.history)
+    train_seconds = state.train_seconds
     test_eval: Evaluation | None = None
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(state.epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        stats = train_epoch(model, train_loader, epoch, step=step, schedule=schedule, cfg=cfg, device=device)
-        train_seconds += stats["train_seconds"]
+        partial = state.partial if (epoch == state.epoch and state.step) else None
+        lr = partial["lr"] if partial else optimizer.param_groups[0]["lr"]
+        try:
+            stats = train_epoch(model, train_loader, epoch, step=step, schedule=schedule, cfg=cfg, device=device,
+                                stop=stop, resume=partial)
+        except Interrupted as where:
+            position = {**where.position, "lr": lr}
+            save_state(TrainingState(epoch, position["step"], history, train_seconds, position, cfg.lr))
+            raise interrupted(stop.signal, run, epoch, position["step"]) from None
+        train_seconds += stats["train_seconds"] - (partial["seconds"] if partial else 0.0)
         row = {"epoch": epoch, "lr": lr, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"]}
         if val_split is not None:
             val_eval = evaluate(model, val_split, **judge)
@@ -263,16 +329,21 @@ def run_training(cfg: TrainConfig) -> RunResult:
                    train_images_per_sec=stats["train_images_per_sec"])
         history.append(row)
         run.write_metrics(history)
+        save_state(TrainingState(epoch + 1, 0, history, train_seconds, lr=cfg.lr))
         if tensorboard:
             tensorboard.epoch(row)
         print(epoch_line(row, cfg.epochs), flush=True)
+        if stop.requested and not last:
+            raise interrupted(stop.signal, run, epoch + 1, 0)
 
-    save_model(run.file("model.safetensors"), model, model_info(cfg, splits))
+    if test_eval is None:  # resumed after the last epoch's checkpoint: measure the final model now
+        test_eval = evaluate(model, test_split, **judge)
+    save_model(run.file("model.safetensors"), model, info)
     summary = {
         "model": cfg.model, "params": count_parameters(model), "data": cfg.data, "classes": splits.classes,
         "epochs": cfg.epochs, "test_accuracy": test_eval.accuracy, "test_loss": test_eval.loss,
         "test_images": test_eval.count, "test_correct": int((test_eval.predictions == test_eval.labels).sum()),
-        "val_accuracy": history[-1].get("val_acc"), "train_images": len(splits.train),
+        "val_accuracy": history[-1].get("val_acc") if history else None, "train_images": len(splits.train),
         "val_images": len(val_split) if val_split is not None else 0, "train_seconds": round(train_seconds, 2),
         "device": str(device), "precision": precision, "seed": cfg.seed, "lr": cfg.lr, "run_dir": str(run.path),
     }
@@ -282,7 +353,7 @@ def run_training(cfg: TrainConfig) -> RunResult:
 
         print("writing the report (curves, per-class accuracy, confusion matrix, misclassified, Grad-CAM)...",
               flush=True)
-        write_report(run, model=model, info=model_info(cfg, splits), cfg=cfg, test_split=test_split,
+        write_report(run, model=model, info=info, cfg=cfg, test_split=test_split,
                      evaluation=test_eval, history=history, summary=summary, device=device)
     if tensorboard:
         tensorboard.figures(run.path, cfg.epochs)
@@ -291,3 +362,11 @@ def run_training(cfg: TrainConfig) -> RunResult:
           f"test images, final model); run folder {run.path}"
           + (f", report {run.file('report.html')}" if cfg.report else ""), flush=True)
     return RunResult(summary, history, run.path, model)
+
+
+def interrupted(signum: int, run: RunFolder, epoch: int, step: int) -> TrainingInterrupted:
+    import signal
+
+    where = f"epoch {epoch}, step {step}" if step else f"the start of epoch {epoch}"
+    return TrainingInterrupted(f"stopped by {signal.Signals(signum).name}; checkpoint saved at {where}. "
+                               f"Resume with: cifarlab train --resume {run.path}", signum)
