@@ -67,12 +67,20 @@ class Augmenter:
     def from_config(cls, cfg) -> "Augmenter":
         return cls(tuple(cfg.augment), cfg.crop_size, cfg.crop_padding, cfg.cutout_size, cfg.rotate_degrees)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator,
+                 share: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """Augment a batch. `share` = (rank, world, global batch size) when the batch is one process's
+        share of a global batch: parameters are drawn for the global batch and this share's taken, so
+        an image gets the same augmentation however many processes train."""
         n, _, height, width = images.shape
         device = images.device
+        rank, world, total = share or (0, 1, n)
+
+        def draw(values: torch.Tensor) -> torch.Tensor:
+            return values[rank::world]
 
         def draw_int(high):
-            return torch.randint(0, high, (n,), generator=generator, device=device)
+            return draw(torch.randint(0, high, (total,), generator=generator, device=device))
 
         if "crop" in self.names:
             span = height + 2 * self.crop_padding - self.crop_size + 1
@@ -81,7 +89,7 @@ class Augmenter:
         if "flip" in self.names:
             images = flip_where(images, draw_int(2).bool())
         if "rotate" in self.names and self.rotate_degrees > 0:
-            angles = (torch.rand(n, generator=generator, device=device) * 2 - 1) * self.rotate_degrees
+            angles = (draw(torch.rand(total, generator=generator, device=device)) * 2 - 1) * self.rotate_degrees
             images = rotate_by(images, angles)
         if "cutout" in self.names:
             images = cutout_at(images, self.cutout_size, draw_int(height), draw_int(width))

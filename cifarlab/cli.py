@@ -178,15 +178,29 @@ COMMANDS = {"train": command_train, "lr-find": command_lr_find, "evaluate": comm
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import distributed
+
     args = build_parser().parse_args(argv)
+    context = distributed.from_environment()
+    who = f"cifarlab {args.command}" + (f" (rank {context.rank})" if context.enabled else "")
     try:
         return COMMANDS[args.command](args)
     except CifarlabError as exc:
-        print(f"cifarlab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{who}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"cifarlab {args.command}: interrupted", file=sys.stderr)
+        print(f"{who}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        if not context.enabled:
+            raise
+        # Under torchrun a collective fails when another process has died: say so in one line.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{who}: error: stopped because another process of the job failed or left ({first[:200]})",
+              file=sys.stderr)
+        return 1
+    finally:
+        distributed.leave()
 
 
 if __name__ == "__main__":

@@ -121,6 +121,8 @@ class TrainConfig:
     precision: str = _setting("auto", "auto: bf16 where the device runs it fast, fp16 on other CUDA "
                               "devices, else fp32", choices=PRECISIONS, group="machine")
     channels_last: bool = _setting(True, "channels_last memory format", group="machine")
+    sync_bn: bool = _setting(False, "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; "
+                             "CUDA only)", group="machine")
     # output
     out: str | None = _setting(None, "run folder (default runs/<timestamp>-<model>)", group="output")
     overwrite: bool = _setting(False, "replace a run already in the output folder", group="output")

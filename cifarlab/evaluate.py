@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DeviceLoader, Split, to_model_input
+from .distributed import SINGLE, Context, gather_in_order
 from .runtime import autocast
 
 
@@ -30,10 +31,17 @@ class Evaluation:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precision="fp32",
-                   batch_size=1000, channels_last=True) -> torch.Tensor:
-    """Logits for every image of the split, in order (float32, on the CPU)."""
+                   batch_size=1000, channels_last=True, context: Context = SINGLE) -> torch.Tensor:
+    """Logits for every image of the split, in order (float32, on the CPU). Under torchrun each
+    process predicts every world-th image and the rows are gathered, so each image counts once."""
     was_training = model.training
     model.eval()
+    if context.enabled:
+        mine = split.subset(torch.arange(context.rank, len(split), context.world, device=split.labels.device))
+        local = predict_logits(model, mine, mean=mean, std=std, device=device, precision=precision,
+                               batch_size=batch_size, channels_last=channels_last).to(device)
+        model.train(was_training)
+        return gather_in_order(local, len(split), context).cpu()
     loader = DeviceLoader(split, batch_size, shuffle=False, device=device)
     outputs = []
     for images, _ in loader.batches():
@@ -44,10 +52,10 @@ def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precisi
 
 
 def evaluate(model: nn.Module, split: Split, *, mean, std, device, precision="fp32", batch_size=1000,
-             channels_last=True, label_smoothing=0.0) -> Evaluation:
+             channels_last=True, label_smoothing=0.0, context: Context = SINGLE) -> Evaluation:
     """Loss (the training criterion) and accuracy of the model over the whole split."""
     logits = predict_logits(model, split, mean=mean, std=std, device=device, precision=precision,
-                            batch_size=batch_size, channels_last=channels_last)
+                            batch_size=batch_size, channels_last=channels_last, context=context)
     labels = split.labels.cpu()
     loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing).item()
     accuracy = (logits.argmax(1) == labels).double().mean().item()

@@ -14,13 +14,17 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class StopRequests:
-    def __init__(self):
+    """`graceful_sigterm=False` leaves SIGTERM alone: under torchrun it is how the launcher ends the
+    other processes when one fails, and they must then stop at once rather than wait for a step."""
+
+    def __init__(self, graceful_sigterm: bool = True):
         self.signal: int | None = None
         self._previous: dict = {}
+        self.signals = tuple(EXIT_CODES) if graceful_sigterm else (signal.SIGINT,)
 
     def __enter__(self) -> "StopRequests":
         if threading.current_thread() is threading.main_thread():
-            for sig in EXIT_CODES:
+            for sig in self.signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

@@ -28,6 +28,8 @@ from .data import DeviceLoader, Splits, load_splits, to_model_input
 from .data.loader import epoch_seed
 from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
+from . import distributed
+from .distributed import SINGLE, Context, any_across, broadcast_text, sum_across
 from .interrupt import EXIT_CODES, StopRequests
 from .losses import create_loss
 from .models import count_parameters, create_model, model_args
@@ -73,16 +75,21 @@ def model_info(cfg: TrainConfig, splits: Splits) -> dict:
 
 
 def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainConfig, device, precision,
-                    mean, std):
+                    mean, std, context: Context = SINGLE):
     """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update.
     Returns the loss and logits, still on the device (reading them would make the host wait)."""
 
-    def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
-        inputs = to_model_input(augmenter(images.float().div_(255.0), generator), mean, std, cfg.channels_last)
+    def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, global_size: int | None = None):
+        share = (context.rank, context.world, global_size) if context.enabled else None
+        inputs = to_model_input(augmenter(images.float().div_(255.0), generator, share), mean, std,
+                                cfg.channels_last)
         with autocast(device, precision):
             logits = model(inputs)
         loss = loss_fn(logits.float(), labels)
-        scaler.scale(loss).backward()
+        # DDP averages gradients over processes; weighting each share by its size makes that average
+        # the mean over the global batch even when the shares differ in size.
+        weight = len(labels) * context.world / global_size if context.enabled else 1.0
+        scaler.scale(loss * weight if context.enabled else loss).backward()
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
@@ -106,7 +113,7 @@ class TrainingInterrupted(CifarlabError):
 
 
 def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg: TrainConfig, device,
-                stop: StopRequests | None = None, resume: dict | None = None) -> dict:
+                stop: StopRequests | None = None, resume: dict | None = None, context: Context = SINGLE) -> dict:
     """One pass over the training split, or the rest of one (`resume`: where an interrupted pass stood).
 
     Loss and accuracy are summed on the device; the host reads them only every PROGRESS_EVERY steps,
@@ -120,13 +127,16 @@ def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg:
     seen, done, seconds_before = 0, 0, 0.0
     if resume:
         generator.set_state(resume["generator"])
-        loss_sum, correct = resume["loss_sum"].to(device), resume["correct"].to(device)
-        seen, done, seconds_before = resume["seen"], resume["step"], resume["seconds"]
+        done, seconds_before = resume["step"], resume["seconds"]
+        if context.main:  # the saved sums cover all processes: one process carries them on
+            loss_sum, correct = resume["loss_sum"].to(device), resume["correct"].to(device)
+            seen = resume["seen"]
     bar = tqdm(total=len(loader), initial=done, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-               disable=not cfg.progress, unit="batch", dynamic_ncols=True)
+               disable=not (cfg.progress and context.main), unit="batch", dynamic_ncols=True)
     start = time.perf_counter()
-    for index, (images, labels) in enumerate(islice(loader.batches(epoch), done, None), done + 1):
-        loss, logits = step(images, labels, generator)
+    shards = loader.shards(epoch, context.rank, context.world)
+    for index, (images, labels, global_size) in enumerate(islice(shards, done, None), done + 1):
+        loss, logits = step(images, labels, generator, global_size)
         schedule.after_batch()
         loss_sum += loss * len(labels)
         correct += (logits.argmax(1) == labels).sum()
@@ -141,14 +151,20 @@ def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg:
                     "the last good checkpoint is kept")
             bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct.item() / seen:.2%}", refresh=False)
         bar.update(1)
-        if stop is not None and stop.requested and index < len(loader):
+        # With several processes, all must stop after the same step: they agree every few steps.
+        check = not context.enabled or index % PROGRESS_EVERY == 0
+        if stop is not None and check and index < len(loader) and any_across(stop.requested, context, device):
             bar.close()
-            raise Interrupted({"step": index, "seen": seen, "seconds": seconds_before + time.perf_counter() - start,
-                               "generator": generator.get_state(), "loss_sum": loss_sum, "correct": correct})
+            raise Interrupted({"step": index, "seen": int(sum_across(torch.tensor(seen), context)),
+                               "seconds": seconds_before + time.perf_counter() - start,
+                               "generator": generator.get_state(), "loss_sum": sum_across(loss_sum, context),
+                               "correct": sum_across(correct, context)})
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = seconds_before + time.perf_counter() - start
     bar.close()
+    loss_sum, correct = sum_across(loss_sum, context), sum_across(correct, context)
+    seen = int(sum_across(torch.tensor(seen), context))
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "train_seconds": seconds, "train_images_per_sec": seen / seconds}
 
@@ -163,9 +179,16 @@ def epoch_line(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-def prepare(cfg: TrainConfig):
+def prepare(cfg: TrainConfig, context: Context = SINGLE):
     """Everything that can fail on the user's input, checked before a run folder is made."""
     device = resolve_device(cfg.device)
+    if context.enabled and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    if cfg.sync_bn and device.type != "cuda":
+        raise ConfigError("sync_bn", "SyncBatchNorm runs on CUDA devices only; on the CPU use --norm group or "
+                                     "--norm layer, whose statistics do not depend on the batch")
+    if context.enabled and cfg.batch_size < context.world:
+        raise ConfigError("batch_size", f"must be at least the number of processes ({context.world})")
     precision = resolve_precision(cfg.precision, device)
     if cfg.tensorboard:
         from .explain.tensorboard import check_available
@@ -233,48 +256,64 @@ def find_lr(cfg: TrainConfig, splits: Splits, device, precision, plot_path: Path
     return result
 
 
-def open_run_folder(cfg: TrainConfig, resuming: bool) -> RunFolder:
+def open_run_folder(cfg: TrainConfig, resuming: bool, context: Context) -> RunFolder:
+    """The run folder: made by rank 0 alone; its path (which may hold a timestamp) sent to the rest."""
     if resuming:
         return RunFolder(cfg.out)
-    return RunFolder.create(cfg.out, cfg.model, overwrite=cfg.overwrite)
+    path = str(RunFolder.create(cfg.out, cfg.model, overwrite=cfg.overwrite).path) if context.main else None
+    return RunFolder(broadcast_text(path, context))
 
 
 def run_training(cfg: TrainConfig, checkpoint: Checkpoint | None = None) -> RunResult:
-    """Train (or, from `checkpoint`, go on training) and write the run folder."""
-    device, precision, splits = prepare(cfg)
+    """Train (or, from `checkpoint`, go on training) and write the run folder. Under torchrun every
+    process runs this; see cifarlab.distributed."""
+    context = distributed.from_environment()
+    device, precision, splits = prepare(cfg, context)
     configure_backend(device)
+    distributed.join(context, device)
     model = build_model(cfg, len(splits.classes))
-    run = open_run_folder(cfg, resuming=checkpoint is not None)
+    run = open_run_folder(cfg, resuming=checkpoint is not None, context=context)
     try:
-        with StopRequests() as stop:
-            return train_run(cfg, run, model, splits, device, precision, checkpoint, stop)
+        with StopRequests(graceful_sigterm=not context.enabled) as stop:
+            return train_run(cfg, run, model, splits, device, precision, checkpoint, stop, context)
     except OSError as exc:  # disk full, folder removed or made read-only under us
         raise CifarlabError(f"cannot write to the run folder {run.path}: {exc.strerror or exc}") from None
 
 
 def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, device, precision,
-              checkpoint: Checkpoint | None, stop: StopRequests) -> RunResult:
+              checkpoint: Checkpoint | None, stop: StopRequests, context: Context = SINGLE) -> RunResult:
+    main = context.main
+    say = print if main else (lambda *args, **kwargs: None)
     state = checkpoint.state if checkpoint else TrainingState(epoch=1)
-    run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
+    if main:
+        run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
     if cfg.lr == "auto":
-        if state.lr is None:
-            found = find_lr(cfg, splits, device, precision, run.file("lr_find.png"))
-            print(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it", flush=True)
+        if state.lr is None:  # every process finds the same lr: same data, seed and model
+            found = find_lr(cfg, splits, device, precision, run.file("lr_find.png") if main else None)
+            say(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it", flush=True)
             state.lr = found.suggestion
         cfg = dataclasses.replace(cfg, lr=state.lr)
     state.lr = cfg.lr
     tensorboard = None
-    if cfg.tensorboard:
+    if cfg.tensorboard and main:
         from .explain.tensorboard import TensorBoardLog
 
         tensorboard = TensorBoardLog(run.file("tensorboard"))
 
     summary_text = model_summary(model)
-    run.write_text("model_summary.txt", summary_text + "\n")
-    print(summary_text)
+    if main:
+        run.write_text("model_summary.txt", summary_text + "\n")
+    say(summary_text)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    trained = model
+    if context.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if cfg.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     train_loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
     val_split = splits.val.to(device) if splits.val is not None else None
@@ -282,25 +321,27 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     optimizer = create_optimizer(model, cfg, device)
     schedule = create_schedule(optimizer, cfg, len(train_loader))
     scaler = make_grad_scaler(device, precision)
-    step = make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
+    step = make_train_step(trained, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
                            loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
-                           precision=precision, mean=splits.mean, std=splits.std)
+                           precision=precision, mean=splits.mean, std=splits.std, context=context)
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
-                 label_smoothing=cfg.label_smoothing)
+                 label_smoothing=cfg.label_smoothing, context=context)
     info = model_info(cfg, splits)
     seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
     if checkpoint:
         checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler)
-        print(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
+        say(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
 
     def save_state(new_state: TrainingState) -> None:
-        save_checkpoint(run.path, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,
-                        state=new_state, model_info=info)
+        if main:
+            save_checkpoint(run.path, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,
+                            state=new_state, model_info=info)
 
-    print(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
+    workers = f" x {context.world} processes" if context.enabled else ""
+    say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
           f"{len(splits.train)} train, {len(val_split) if val_split else 0} val, {len(test_split)} test images; "
-          f"{device}, {precision}; run folder {run.path}", flush=True)
+          f"{device}{workers}, {precision}; run folder {run.path}", flush=True)
     history: list[dict] = list(state.history)
     train_seconds = state.train_seconds
     test_eval: Evaluation | None = None
@@ -309,8 +350,8 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         partial = state.partial if (epoch == state.epoch and state.step) else None
         lr = partial["lr"] if partial else optimizer.param_groups[0]["lr"]
         try:
-            stats = train_epoch(model, train_loader, epoch, step=step, schedule=schedule, cfg=cfg, device=device,
-                                stop=stop, resume=partial)
+            stats = train_epoch(trained, train_loader, epoch, step=step, schedule=schedule, cfg=cfg, device=device,
+                                stop=stop, resume=partial, context=context)
         except Interrupted as where:
             position = {**where.position, "lr": lr}
             save_state(TrainingState(epoch, position["step"], history, train_seconds, position, cfg.lr))
@@ -328,17 +369,19 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         row.update(epoch_seconds=time.perf_counter() - epoch_start,
                    train_images_per_sec=stats["train_images_per_sec"])
         history.append(row)
-        run.write_metrics(history)
+        if main:
+            run.write_metrics(history)
         save_state(TrainingState(epoch + 1, 0, history, train_seconds, lr=cfg.lr))
         if tensorboard:
             tensorboard.epoch(row)
-        print(epoch_line(row, cfg.epochs), flush=True)
+        say(epoch_line(row, cfg.epochs), flush=True)
         if stop.requested and not last:
             raise interrupted(stop.signal, run, epoch + 1, 0)
 
     if test_eval is None:  # resumed after the last epoch's checkpoint: measure the final model now
         test_eval = evaluate(model, test_split, **judge)
-    save_model(run.file("model.safetensors"), model, info)
+    if main:
+        save_model(run.file("model.safetensors"), model, info)
     summary = {
         "model": cfg.model, "params": count_parameters(model), "data": cfg.data, "classes": splits.classes,
         "epochs": cfg.epochs, "test_accuracy": test_eval.accuracy, "test_loss": test_eval.loss,
@@ -347,6 +390,8 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         "val_images": len(val_split) if val_split is not None else 0, "train_seconds": round(train_seconds, 2),
         "device": str(device), "precision": precision, "seed": cfg.seed, "lr": cfg.lr, "run_dir": str(run.path),
     }
+    if not main:
+        return RunResult(summary, history, run.path, model)
     run.write_json("summary.json", summary)
     if cfg.report:
         from .explain.report import write_report

@@ -1,0 +1,87 @@
+"""torchrun with 2 processes on the CPU (gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cifarlab import evaluate_run, train
+from cifarlab.rundir import read_metrics
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+
+def torchrun(args: list[str], timeout=240, script=None):
+    target = [str(script)] if script else ["-m", "cifarlab"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           *target, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def flags(settings: dict) -> list[str]:
+    out = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        out += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
+    return out
+
+
+@pytest.fixture
+def settings(cifar_dir):
+    # 75 images in global batches of 25: three steps; GroupNorm, whose statistics do not depend on the batch
+    return {"model": "compact", "norm": "group", "norm_groups": 4, "data_dir": str(cifar_dir), "epochs": 1,
+            "limit_train": 75, "batch_size": 25, "lr": 0.02, "precision": "fp32", "device": "cpu",
+            "progress": False, "report": False, "augment": "crop,flip,cutout,rotate"}
+
+
+def test_two_processes_learn_what_one_does_and_write_the_folder_once(settings, tmp_path):
+    parent = tmp_path / "runs"
+    two = torchrun(["train", *flags({**settings, "out": parent / "two"})])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert sorted(p.name for p in parent.iterdir()) == ["two"]
+    assert two.stdout.count("test accuracy") == 1 and "x 2 processes" in two.stdout
+    torch.set_num_threads(1)
+    try:
+        one = train(**{**settings, "out": str(tmp_path / "one"), "augment": settings["augment"].split(",")})
+    finally:
+        torch.set_num_threads(2)
+    mine, theirs = load_file(parent / "two" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
+    for name in mine:
+        assert torch.allclose(mine[name].float(), theirs[name].float(), atol=2e-5), name
+    rows = read_metrics(parent / "two" / "metrics.csv")
+    assert len(rows) == 1 and rows[0]["train_loss"] == pytest.approx(one.history[0]["train_loss"], abs=1e-5)
+    summary = json.loads((parent / "two" / "summary.json").read_text())
+    assert summary["test_images"] == 100 and summary["train_images"] == 75
+    # the sharded, gathered evaluation equals one process evaluating the same weights
+    assert evaluate_run(parent / "two")["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_a_checkpoint_of_two_processes_resumes_on_one(settings, tmp_path):
+    out = tmp_path / "run"
+    assert torchrun(["train", *flags({**settings, "out": out})]).returncode == 0
+    result = train(resume=str(out), epochs=2)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert [row["epoch"] for row in read_metrics(out / "metrics.csv")] == [1, 2]
+
+
+def test_a_failing_process_ends_the_whole_job(settings, tmp_path):
+    start = time.time()
+    job = torchrun(["train", *flags({**settings, "out": tmp_path / "run", "epochs": 3})],
+                   script=Path(__file__).parent / "ddp_fail_helper.py")
+    assert job.returncode != 0
+    assert time.time() - start < 200
+    assert "injected failure on rank 1" in job.stderr
+
+
+def test_sync_bn_on_the_cpu_is_refused_clearly(settings, tmp_path, capsys):
+    from cifarlab.cli import main
+
+    assert main(["train", *flags({**settings, "out": tmp_path / "run", "sync_bn": True})]) == 2
+    assert "sync_bn: SyncBatchNorm runs on CUDA" in capsys.readouterr().err
