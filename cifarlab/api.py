@@ -10,7 +10,8 @@ from .errors import ConfigError
 
 # Settings that may differ when a run is resumed: none of them changes what the model learns.
 RESUMABLE = {"epochs", "progress", "device", "data_dir", "test_every", "report", "misclassified",
-             "misclassified_order", "cam", "cam_layer", "cam_true_class", "tensorboard", "out", "overwrite"}
+             "misclassified_order", "cam", "cam_layer", "cam_true_class", "tensorboard", "out", "overwrite", "tta",
+             "compile"}
 
 
 def resolve_config(config: str | os.PathLike | dict | TrainConfig | None = None, **settings) -> TrainConfig:
@@ -34,7 +35,36 @@ def train(config=None, *, resume: str | os.PathLike | None = None, **settings):
         if config is not None:
             raise ConfigError("resume", "takes its settings from the run folder; do not give a config as well")
         return resume_training(resume, **settings)
-    return run_training(resolve_config(config, **settings))
+    cfg = resolve_config(config, **settings)
+    if cfg.seeds:
+        return train_seeds(cfg)
+    return run_training(cfg)
+
+
+def train_seeds(cfg: TrainConfig):
+    """One run per seed in OUT/seed-N; OUT/summary.json holds each test accuracy, their mean and std."""
+    import dataclasses
+    import statistics
+
+    from .rundir import RunFolder
+    from .training import RunResult, run_training
+
+    folder = RunFolder.create(cfg.out, f"{cfg.model}-seeds", overwrite=cfg.overwrite)
+    results = []
+    for seed in (int(s) for s in cfg.seeds):
+        print(f"--- seed {seed} ---", flush=True)
+        one = dataclasses.replace(cfg, seed=seed, seeds=[], out=str(folder.path / f"seed-{seed}"))
+        results.append(run_training(one))
+    accuracies = [r.summary["test_accuracy"] for r in results]
+    summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "seeds": [int(s) for s in cfg.seeds],
+               "test_accuracy": statistics.fmean(accuracies),
+               "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+               "test_accuracies": accuracies, "runs": [str(r.run_dir) for r in results],
+               "train_seconds": sum(r.summary["train_seconds"] for r in results)}
+    folder.write_json("summary.json", summary)
+    print(f"test accuracy over {len(accuracies)} seeds: {summary['test_accuracy']:.2%} "
+          f"± {summary['test_accuracy_std']:.2%} (std); {folder.file('summary.json')}", flush=True)
+    return RunResult(summary, [r.history for r in results], folder.path, results[-1].model)
 
 
 def resume_training(run_dir: str | os.PathLike, **settings):

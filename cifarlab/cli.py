@@ -95,7 +95,13 @@ def command_train(args: argparse.Namespace) -> int:
 
         train(args.config, resume=args.resume, **settings)
         return 0
-    run_training(resolve_config(args.config, **settings))
+    cfg = resolve_config(args.config, **settings)
+    if cfg.seeds:
+        from .api import train_seeds
+
+        train_seeds(cfg)
+        return 0
+    run_training(cfg)
     return 0
 
 

@@ -32,10 +32,12 @@ CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam", "scor
 
 
 def _setting(default: Any, help: str, *, choices: tuple | None = None,
-             check: Callable[[Any], str | None] | None = None, group: str = "training", words: tuple = ()):
+             check: Callable[[Any], str | None] | None = None, group: str = "training", words: tuple = (),
+             whole_numbers: bool = False):
     """A dataclass field carrying its help text and its rule (`check` returns a complaint or None).
-    `words` are strings a numeric setting also accepts (lr: auto)."""
-    meta = {"help": help, "choices": choices, "check": check, "group": group, "words": words}
+    `words` are strings a numeric setting also accepts (lr: auto); `whole_numbers`: a list of ints."""
+    meta = {"help": help, "choices": choices, "check": check, "group": group, "words": words,
+            "whole_numbers": whole_numbers}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -116,11 +118,18 @@ class TrainConfig:
     batch_size: int = _setting(256, "training batch size", check=_at_least(1))
     eval_batch_size: int = _setting(1000, "batch size for evaluation", check=_at_least(1))
     seed: int = _setting(0, "random seed (data subset, shuffles, augmentation, weights)", check=_at_least(0))
+    seeds: list = _setting([], "train once per seed (e.g. 0,1,2) into OUT/seed-N and report the mean and std "
+                           "of the test accuracy", check=lambda v: None if all(isinstance(x, int) for x in v)
+                           else "must be whole numbers >= 0, comma separated", whole_numbers=True)
+    tta: bool = _setting(False, "evaluate with flip test-time augmentation (average of the image and its "
+                         "mirror)")
     # machine
     device: str = _setting("auto", "where to train", choices=DEVICES, group="machine")
     precision: str = _setting("auto", "auto: bf16 where the device runs it fast, fp16 on other CUDA "
                               "devices, else fp32", choices=PRECISIONS, group="machine")
     channels_last: bool = _setting(True, "channels_last memory format", group="machine")
+    compile: bool = _setting(False, "torch.compile the model for training (needs a C++ compiler on the CPU, "
+                             "Triton on CUDA)", group="machine")
     sync_bn: bool = _setting(False, "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; "
                              "CUDA only)", group="machine")
     # output
@@ -202,6 +211,8 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(items, (list, tuple)):
             raise ConfigError(name, f"must be a list, not {value!r}")
         items = [str(item).strip().lower() for item in items if str(item).strip()]
+        if f.metadata.get("whole_numbers"):
+            return [int(item) if item.isdigit() else item for item in items]
         return [] if items == ["none"] else items
     if not isinstance(value, str):
         raise ConfigError(name, f"must be text, not {value!r}")

@@ -31,7 +31,7 @@ class Evaluation:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precision="fp32",
-                   batch_size=1000, channels_last=True, context: Context = SINGLE) -> torch.Tensor:
+                   batch_size=1000, channels_last=True, tta=False, context: Context = SINGLE) -> torch.Tensor:
     """Logits for every image of the split, in order (float32, on the CPU). Under torchrun each
     process predicts every world-th image and the rows are gathered, so each image counts once."""
     was_training = model.training
@@ -39,23 +39,27 @@ def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precisi
     if context.enabled:
         mine = split.subset(torch.arange(context.rank, len(split), context.world, device=split.labels.device))
         local = predict_logits(model, mine, mean=mean, std=std, device=device, precision=precision,
-                               batch_size=batch_size, channels_last=channels_last).to(device)
+                               batch_size=batch_size, channels_last=channels_last, tta=tta).to(device)
         model.train(was_training)
         return gather_in_order(local, len(split), context).cpu()
     loader = DeviceLoader(split, batch_size, shuffle=False, device=device)
     outputs = []
     for images, _ in loader.batches():
+        inputs = to_model_input(images, mean, std, channels_last)
         with autocast(device, precision):
-            outputs.append(model(to_model_input(images, mean, std, channels_last)).float())
+            logits = model(inputs).float()
+            if tta:  # flip test-time augmentation: no choice is made, only both views averaged
+                logits = (logits + model(inputs.flip(3)).float()) / 2
+        outputs.append(logits)
     model.train(was_training)
     return torch.cat(outputs).cpu()
 
 
 def evaluate(model: nn.Module, split: Split, *, mean, std, device, precision="fp32", batch_size=1000,
-             channels_last=True, label_smoothing=0.0, context: Context = SINGLE) -> Evaluation:
+             channels_last=True, label_smoothing=0.0, tta=False, context: Context = SINGLE) -> Evaluation:
     """Loss (the training criterion) and accuracy of the model over the whole split."""
     logits = predict_logits(model, split, mean=mean, std=std, device=device, precision=precision,
-                            batch_size=batch_size, channels_last=channels_last, context=context)
+                            batch_size=batch_size, channels_last=channels_last, tta=tta, context=context)
     labels = split.labels.cpu()
     loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing).item()
     accuracy = (logits.argmax(1) == labels).double().mean().item()

@@ -61,7 +61,8 @@ def test_split(run: SavedRun) -> tuple[Split, list[str]]:
 def evaluate_test(run: SavedRun, split: Split) -> Evaluation:
     return evaluate(run.model, split, mean=run.info["mean"], std=run.info["std"], device=run.device,
                     precision=run.precision, batch_size=run.cfg.eval_batch_size,
-                    channels_last=bool(run.info.get("channels_last")), label_smoothing=run.cfg.label_smoothing)
+                    channels_last=bool(run.info.get("channels_last")), label_smoothing=run.cfg.label_smoothing,
+                    tta=run.cfg.tta)
 
 
 def evaluate_saved(run: SavedRun) -> dict:

@@ -321,12 +321,14 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     optimizer = create_optimizer(model, cfg, device)
     schedule = create_schedule(optimizer, cfg, len(train_loader))
     scaler = make_grad_scaler(device, precision)
+    if cfg.compile:
+        trained = torch.compile(trained)
     step = make_train_step(trained, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
                            loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
                            precision=precision, mean=splits.mean, std=splits.std, context=context)
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
-                 label_smoothing=cfg.label_smoothing, context=context)
+                 label_smoothing=cfg.label_smoothing, tta=cfg.tta, context=context)
     info = model_info(cfg, splits)
     seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
     if checkpoint:
