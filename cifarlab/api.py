@@ -95,9 +95,15 @@ def resume_training(run_dir: str | os.PathLike, **settings):
     return run_training(cfg, checkpoint)
 
 
-def evaluate_run(run_dir: str | os.PathLike, data_dir: str | None = None, device: str | None = None) -> dict:
-    """Re-measure a saved run's test accuracy from its model.safetensors."""
+def evaluate_run(run_dir: str | os.PathLike, data_dir: str | None = None, device: str | None = None,
+                 tta: bool | None = None) -> dict:
+    """Re-measure a saved run's test accuracy from its model.safetensors (`tta`: override the run's)."""
     from .saved_run import evaluate_saved, load_run
 
     run = load_run(Path(run_dir), data_dir=data_dir, device=device)
-    return evaluate_saved(run)
+    run_tta = run.cfg.tta
+    if tta is not None:
+        import dataclasses
+
+        run.cfg = dataclasses.replace(run.cfg, tta=tta)
+    return {**evaluate_saved(run), "tta": run.cfg.tta, "run_tta": run_tta}

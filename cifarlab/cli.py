@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", help="a run folder written by `cifarlab train`")
     evaluate.add_argument("--data-dir", help="where the data is, if not where the run found it")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                          help="flip test-time augmentation (default: as the run was trained)")
 
     report = commands.add_parser("report", help="write a saved run's figures and report.html again",
                                  description="Recompute the report of a run folder from model.safetensors.")
@@ -124,11 +126,13 @@ def command_lr_find(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate_run
 
-    result = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+    result = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device, tta=args.tta)
     print(f"test accuracy {result['test_accuracy']:.2%} ({result['test_correct']}/{result['test_images']} "
           f"test images), loss {result['test_loss']:.4f}; {result['device']}, {result['precision']}")
     recorded = result["summary_test_accuracy"]
-    if recorded is not None:
+    if result["tta"] != result["run_tta"]:
+        print(f"(tta {'on' if result['tta'] else 'off'}, unlike the run: summary.json recorded {recorded:.2%})")
+    elif recorded is not None:
         verdict = "the same" if recorded == result["test_accuracy"] else "DIFFERENT"
         print(f"summary.json recorded {recorded:.2%}: {verdict}")
     return 0

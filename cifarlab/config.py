@@ -100,7 +100,7 @@ class TrainConfig:
                          "log-softmax, so the loss is never negative)", choices=LOSSES, group="model")
     # optimisation
     optimizer: str = _setting("sgd", "optimizer", choices=OPTIMIZERS)
-    lr: float = _setting(0.2, "learning rate (the peak for onecycle); auto: run the LR range test first "
+    lr: float = _setting(0.1, "learning rate (the peak for onecycle); auto: run the LR range test first "
                          "(onecycle only)", check=_positive, words=("auto",))
     lr_find_steps: int = _setting(200, "batches of the LR range test (lr-find, --lr auto)", check=_at_least(10))
     momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
@@ -115,7 +115,7 @@ class TrainConfig:
     plateau_patience: int = _setting(2, "plateau: epochs without improvement before a drop",
                                      check=_at_least(0))
     epochs: int = _setting(8, "number of epochs", check=_at_least(1))
-    batch_size: int = _setting(256, "training batch size", check=_at_least(1))
+    batch_size: int = _setting(128, "training batch size", check=_at_least(1))
     eval_batch_size: int = _setting(1000, "batch size for evaluation", check=_at_least(1))
     seed: int = _setting(0, "random seed (data subset, shuffles, augmentation, weights)", check=_at_least(0))
     seeds: list = _setting([], "train once per seed (e.g. 0,1,2) into OUT/seed-N and report the mean and std "

@@ -156,3 +156,11 @@ def test_importing_the_training_module_keeps_the_train_function():
     import cifarlab.training  # noqa: F401
 
     assert callable(cifarlab.train) and cifarlab.train.__name__ == "train"
+
+
+def test_evaluate_can_switch_flip_tta_and_says_so(quick, capsys):
+    result = train({**quick, "epochs": 1, "report": False})
+    assert main(["evaluate", quick["out"], "--tta"]) == 0
+    assert "tta on, unlike the run" in capsys.readouterr().out
+    plain = evaluate_run(quick["out"], tta=False)
+    assert plain["test_accuracy"] == result.summary["test_accuracy"] and plain["tta"] is False

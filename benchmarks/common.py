@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmarks: data to run on, timing windows, the output table and JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def benchmark_images(data_dir: str | None, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, 3, 32, 32) images and labels: the CIFAR-10 training split when `data_dir` holds it,
+    else random images (throughput does not depend on the pixels)."""
+    if data_dir:
+        from cifarlab.data import load_splits, stratified_subset
+
+        train = load_splits("cifar10", data_dir, progress=False).train
+        train = stratified_subset(train, count, seed)
+        return train.images, train.labels
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator),
+            torch.randint(0, 10, (count,), generator=generator))
+
+
+def timed(fn, steps: int) -> float:
+    """Seconds for `steps` calls of fn()."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict) -> dict:
+    """Run the contenders in turn, window after window (the first, warm-up, window is dropped), and
+    return the median images per second of each."""
+    rates = {name: [] for name in contenders}
+    for window in range(windows + 1):
+        for name, fn in contenders.items():
+            seconds = timed(fn, steps)
+            if window > 0:
+                rates[name].append(images_per_step[name] * steps / seconds)
+            print(f"  window {window}{' (warm-up)' if window == 0 else ''}: {name:<28} "
+                  f"{images_per_step[name] * steps / seconds:9.1f} img/s", flush=True)
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor(), "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
+            else None, "numpy": np.__version__}
+
+
+def report(title: str, rows: list[tuple[str, str]], result: dict, out: str | None) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{title}")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    if out:
+        Path(out).write_text(json.dumps({**result, "machine": machine()}, indent=2) + "\n")
+        print(f"(written to {out})")

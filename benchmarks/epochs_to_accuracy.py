@@ -1,0 +1,47 @@
+"""Train the default recipe for a number of epochs and print the test accuracy and seconds of each.
+
+    python benchmarks/epochs_to_accuracy.py --epochs 4 --data-dir ./data [--out epochs.json] [-- extra flags]
+
+Every epoch's test accuracy is measured for this table only; nothing is chosen on it. The README's
+table of epochs against accuracy comes from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from common import machine
+
+from cifarlab.cli import main as cifarlab
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--data-dir", required=True, help="folder with cifar-10-batches-py")
+    parser.add_argument("--run-dir", default=None, help="run folder (default runs/epochs-<N>)")
+    parser.add_argument("--out", default=None, help="JSON result (default epochs_to_accuracy_<N>.json)")
+    args, extra = parser.parse_known_args()
+    run_dir = args.run_dir or f"runs/epochs-{args.epochs}"
+    code = cifarlab(["train", "--epochs", str(args.epochs), "--data-dir", args.data_dir, "--out", run_dir,
+                     "--test-every", "1", "--overwrite", *[e for e in extra if e != "--"]])
+    if code:
+        sys.exit(code)
+    rows = [line.split(",") for line in Path(run_dir, "metrics.csv").read_text().splitlines()]
+    header, rows = rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
+    summary = json.loads(Path(run_dir, "summary.json").read_text())
+    print("\nepoch  test accuracy  seconds")
+    for row in rows:
+        print(f"{row['epoch']:>5}  {float(row['test_acc']):>12.2%}  {float(row['epoch_seconds']):>7.0f}")
+    print(f"final model, whole test split: {summary['test_accuracy']:.2%}")
+    out = args.out or f"epochs_to_accuracy_{args.epochs}.json"
+    Path(out).write_text(json.dumps({"benchmark": "epochs_to_accuracy", "epochs": args.epochs,
+                                     "per_epoch": rows, "summary": summary, "extra_flags": extra,
+                                     "machine": machine()}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

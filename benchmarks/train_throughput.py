@@ -1,0 +1,138 @@
+"""Training images per second of cifarlab's step with its own loader, against the plain PyTorch
+reference of kuangliu/pytorch-cifar's main.py and against the model's own limit.
+
+    python benchmarks/train_throughput.py [--data-dir ./data] [--steps 6] [--windows 3] [--out train.json]
+
+- cifarlab: uint8 images in memory on the device, shuffled, cut and augmented (crop+flip) as whole
+  batches, normalised, channels_last, mixed precision where it pays (cifarlab's auto choice).
+- reference: a Dataset over the same in-memory images with per-sample torchvision RandomCrop(32, 4),
+  RandomHorizontalFlip, ToTensor, Normalize; a DataLoader with 2 workers; fp32; NCHW (main.py).
+- bare model: the same model, precision and layout as cifarlab, fed one random normalised batch again
+  and again: no data work at all, the model's own limit on this machine.
+All three: ResNet18, batch 128, SGD momentum 0.9, weight decay 5e-4; run in turn in one process,
+window after window; the first window is warm-up; the median of the rest is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import numpy as np
+import torch
+import torchvision.transforms as transforms
+from common import alternate, benchmark_images, report
+from torch.utils.data import DataLoader, Dataset
+
+from cifarlab import make_config
+from cifarlab.augment import Augmenter
+from cifarlab.data import DeviceLoader, Split
+from cifarlab.data.datasets import channel_stats
+from cifarlab.losses import create_loss
+from cifarlab.models import create_model
+from cifarlab.optim import create_optimizer
+from cifarlab.runtime import autocast, make_grad_scaler, resolve_device, resolve_precision
+from cifarlab.training import make_train_step
+
+
+class InMemoryCifar(Dataset):
+    """kuangliu main.py's data path, over images already in memory (HWC uint8, as torchvision's CIFAR10)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
+        self.images = images.permute(0, 2, 3, 1).numpy()
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+
+
+def endless(loader):
+    while True:
+        yield from loader
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="folder with cifar-10-batches-py (default: random images)")
+    parser.add_argument("--images", type=int, default=10000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=6, help="steps per window")
+    parser.add_argument("--windows", type=int, default=3, help="timed windows after the warm-up one")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="train_throughput.json")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    precision = resolve_precision("auto", device)
+    images, labels = benchmark_images(args.data_dir, args.images)
+    mean, std = channel_stats(images)
+    torch.manual_seed(0)
+    base = create_model("resnet18")
+    cfg = make_config({"augment": "crop,flip", "batch_size": args.batch_size, "lr": 0.05, "label_smoothing": 0.0})
+
+    # cifarlab
+    ours = copy.deepcopy(base).to(device).to(memory_format=torch.channels_last).train()
+    loader = DeviceLoader(Split(images, labels), args.batch_size, shuffle=True, device=device)
+    step = make_train_step(ours, augmenter=Augmenter.from_config(cfg), optimizer=create_optimizer(ours, cfg, device),
+                           scaler=make_grad_scaler(device, precision), loss_fn=create_loss("ce"), cfg=cfg,
+                           device=device, precision=precision, mean=mean, std=std)
+    generator = torch.Generator(device=device).manual_seed(0)
+    batches = (b for epoch in range(10**6) for b in loader.batches(epoch))
+
+    def cifarlab_step():
+        step(*next(batches), generator)
+
+    # kuangliu main.py
+    reference = copy.deepcopy(base).to(device).train()
+    transform = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+                                    transforms.ToTensor(), transforms.Normalize(mean, std)])
+    reference_loader = endless(DataLoader(InMemoryCifar(images, labels, transform), batch_size=args.batch_size,
+                                          shuffle=True, num_workers=2, persistent_workers=True))
+    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+    def reference_step():
+        inputs, targets = next(reference_loader)
+        inputs, targets = inputs.to(device), targets.to(device)
+        reference_optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(reference(inputs), targets)
+        loss.backward()
+        reference_optimizer.step()
+
+    # the model's own limit: same precision and layout, no data work
+    bare = copy.deepcopy(base).to(device).to(memory_format=torch.channels_last).train()
+    bare_optimizer = create_optimizer(bare, cfg, device)
+    random_inputs = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    random_targets = torch.randint(0, 10, (args.batch_size,), device=device)
+
+    def bare_step():
+        with autocast(device, precision):
+            logits = bare(random_inputs)
+        torch.nn.functional.cross_entropy(logits.float(), random_targets).backward()
+        bare_optimizer.step()
+        bare_optimizer.zero_grad(set_to_none=True)
+
+    contenders = {"cifarlab": cifarlab_step, "reference (kuangliu main.py)": reference_step,
+                  f"bare model ({precision})": bare_step}
+    print(f"ResNet18, batch {args.batch_size}, {device}, cifarlab precision {precision}; "
+          f"{args.windows} windows of {args.steps} steps after a warm-up window", flush=True)
+    rates = alternate(contenders, args.steps, args.windows, {k: args.batch_size for k in contenders})
+    ours_rate, ref_rate, bare_rate = (rates[k] for k in contenders)
+    result = {"benchmark": "train_throughput", "device": str(device), "precision": precision,
+              "batch_size": args.batch_size, "images_per_sec": rates,
+              "speedup_vs_reference": ours_rate / ref_rate, "fraction_of_bare_model": ours_rate / bare_rate}
+    report("training throughput (median images/s)", [
+        ("cifarlab", f"{ours_rate:8.1f}"), ("reference (kuangliu main.py)", f"{ref_rate:8.1f}"),
+        (f"bare model ({precision})", f"{bare_rate:8.1f}"),
+        ("cifarlab / reference", f"{ours_rate / ref_rate:8.2f}x   (target >= 2.2x on the CPU)"),
+        ("cifarlab / bare model", f"{ours_rate / bare_rate:8.1%}   (target >= 95%)")], result, args.out)
+
+
+if __name__ == "__main__":
+    np.random.seed(0)
+    main()
