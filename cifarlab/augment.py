@@ -17,13 +17,16 @@ import torch.nn.functional as F
 
 
 def crop_at(images: torch.Tensor, padding: int, size: int, top: torch.Tensor, left: torch.Tensor):
-    """Zero-pad each side by `padding`, then cut a size x size window at (top[i], left[i]) per image."""
+    """Zero-pad each side by `padding`, then cut a size x size window at (top[i], left[i]) per image.
+    One gather over the flattened padded pixels."""
+    n, channels = images.shape[:2]
     padded = F.pad(images, (padding,) * 4)
+    width = padded.shape[-1]
     steps = torch.arange(size, device=images.device)
-    rows = (top.view(-1, 1) + steps).view(-1, size, 1)
-    cols = (left.view(-1, 1) + steps).view(-1, 1, size)
-    batch = torch.arange(len(images), device=images.device).view(-1, 1, 1)
-    return padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # (N, size, size, C) -> (N, C, size, size)
+    rows = (top.view(-1, 1) + steps).view(n, size, 1)
+    cols = (left.view(-1, 1) + steps).view(n, 1, size)
+    index = (rows * width + cols).view(n, 1, size * size).expand(n, channels, size * size)
+    return padded.flatten(2).gather(2, index).view(n, channels, size, size)
 
 
 def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -43,14 +46,44 @@ def cutout_at(images: torch.Tensor, size: int, center_y: torch.Tensor, center_x:
     return images.masked_fill(inside.unsqueeze(1), 0.0)
 
 
+def rotation_matrices(degrees: torch.Tensor, dtype) -> torch.Tensor:
+    radians = degrees.to(dtype) * (math.pi / 180.0)
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    return torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (N, 2, 2)
+
+
+def resample(images: torch.Tensor, linear: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Output pixel p (normalised coordinates) takes the input at linear[i] @ p + shift[i]
+    (bilinear, zero outside the image)."""
+    # The grid F.affine_grid(theta, align_corners=False) gives, built by broadcasting (several times
+    # faster on the CPU): pixel centres at (2k + 1) / size - 1.
+    _, _, height, width = images.shape
+    x = ((torch.arange(width, device=images.device, dtype=images.dtype) * 2 + 1) / width - 1).view(1, 1, width)
+    y = ((torch.arange(height, device=images.device, dtype=images.dtype) * 2 + 1) / height - 1).view(1, height, 1)
+    a, b, c, d = (linear[:, i, j].view(-1, 1, 1) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    grid = torch.stack([a * x + b * y + shift[:, 0].view(-1, 1, 1), c * x + d * y + shift[:, 1].view(-1, 1, 1)], 3)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def rotate_by(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate each image about its centre by degrees[i] (bilinear, zero fill outside)."""
-    radians = degrees.to(images.dtype) * (math.pi / 180.0)
-    cos, sin = torch.cos(radians), torch.sin(radians)
-    zero = torch.zeros_like(cos)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    linear = rotation_matrices(degrees, images.dtype)
+    return resample(images, linear, torch.zeros(len(images), 2, dtype=images.dtype, device=images.device))
+
+
+def crop_flip_rotate(images: torch.Tensor, padding: int, top, left, flip, degrees) -> torch.Tensor:
+    """crop_at (same size as the image), then flip_where, then rotate_by, as one resampling: the
+    pixel of the output at p comes from the input at S R p + t, S mirroring x for flipped images,
+    R the rotation and t the crop's offset from the centre position. One difference from the three
+    steps in turn: where the rotation brings in pixels from beyond the crop window, they come from the
+    image rather than from the crop's zero padding (as torchvision's RandomAffine does)."""
+    _, _, height, width = images.shape
+    linear = rotation_matrices(degrees, images.dtype)
+    mirror = torch.where(flip, -1.0, 1.0).to(images.dtype)
+    linear = linear * torch.stack([mirror, torch.ones_like(mirror)], 1).unsqueeze(2)  # scale row x
+    shift = torch.stack([(left - padding).to(images.dtype) * 2 / width,
+                         (top - padding).to(images.dtype) * 2 / height], 1)
+    return resample(images, linear, shift)
 
 
 @dataclass
@@ -67,30 +100,53 @@ class Augmenter:
     def from_config(cls, cfg) -> "Augmenter":
         return cls(tuple(cfg.augment), cfg.crop_size, cfg.crop_padding, cfg.cutout_size, cfg.rotate_degrees)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator,
-                 share: tuple[int, int, int] | None = None) -> torch.Tensor:
-        """Augment a batch. `share` = (rank, world, global batch size) when the batch is one process's
-        share of a global batch: parameters are drawn for the global batch and this share's taken, so
-        an image gets the same augmentation however many processes train."""
+    def draw(self, images: torch.Tensor, generator: torch.Generator,
+             share: tuple[int, int, int] | None = None) -> dict:
+        """Random parameters for each image. `share` = (rank, world, global batch size) when the batch is
+        one process's share of a global batch: parameters are drawn for the global batch and this
+        share's taken, so an image gets the same augmentation however many processes train."""
         n, _, height, width = images.shape
         device = images.device
         rank, world, total = share or (0, 1, n)
 
-        def draw(values: torch.Tensor) -> torch.Tensor:
-            return values[rank::world]
+        def ints(high):
+            return torch.randint(0, high, (total,), generator=generator, device=device)[rank::world]
 
-        def draw_int(high):
-            return draw(torch.randint(0, high, (total,), generator=generator, device=device))
-
+        params = {}
         if "crop" in self.names:
             span = height + 2 * self.crop_padding - self.crop_size + 1
-            images = crop_at(images, self.crop_padding, self.crop_size, draw_int(span), draw_int(span))
-            height, width = images.shape[-2:]
+            params["top"], params["left"] = ints(span), ints(span)
+            height = width = self.crop_size
         if "flip" in self.names:
-            images = flip_where(images, draw_int(2).bool())
+            params["flip"] = ints(2).bool()
         if "rotate" in self.names and self.rotate_degrees > 0:
-            angles = (draw(torch.rand(total, generator=generator, device=device)) * 2 - 1) * self.rotate_degrees
-            images = rotate_by(images, angles)
+            uniform = torch.rand(total, generator=generator, device=device)[rank::world]
+            params["degrees"] = (uniform * 2 - 1) * self.rotate_degrees
         if "cutout" in self.names:
-            images = cutout_at(images, self.cutout_size, draw_int(height), draw_int(width))
+            params["center_y"], params["center_x"] = ints(height), ints(width)
+        return params
+
+    def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
+        """The augmentations with the given parameters. Crop (to the image's own size), flip and
+        rotation are done as one resampling when a rotation is asked for."""
+        n, _, height, _ = images.shape
+        if "degrees" in params and self.crop_size == height:
+            zeros = torch.zeros(n, dtype=torch.long, device=images.device)
+            cropped = "top" in params
+            images = crop_flip_rotate(images, self.crop_padding if cropped else 0,
+                                      params["top"] if cropped else zeros, params["left"] if cropped else zeros,
+                                      params.get("flip", zeros.bool()), params["degrees"])
+        else:
+            if "top" in params:
+                images = crop_at(images, self.crop_padding, self.crop_size, params["top"], params["left"])
+            if "flip" in params:
+                images = flip_where(images, params["flip"])
+            if "degrees" in params:
+                images = rotate_by(images, params["degrees"])
+        if "center_y" in params:
+            images = cutout_at(images, self.cutout_size, params["center_y"], params["center_x"])
         return images
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator,
+                 share: tuple[int, int, int] | None = None) -> torch.Tensor:
+        return self.apply(images, self.draw(images, generator, share))

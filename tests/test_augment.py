@@ -90,3 +90,41 @@ def test_each_image_draws_its_own_parameters():
 def test_no_augmentation_leaves_the_batch_alone():
     images = batch()
     assert torch.equal(Augmenter(())(images, torch.Generator()), images)
+
+
+def test_the_fused_crop_flip_rotate_equals_the_three_steps_one_after_another():
+    images = batch(32)
+    augment = Augmenter(("crop", "flip", "rotate", "cutout"), rotate_degrees=5.0)
+    params = augment.draw(images, torch.Generator().manual_seed(5))
+    assert params["flip"].any() and (~params["flip"]).any() and (params["top"] != 4).any()
+    fused = augment.apply(images, params)
+    sequential = crop_at(images, 4, 32, params["top"], params["left"])
+    sequential = rotate_by(flip_where(sequential, params["flip"]), params["degrees"])
+    sequential = cutout_at(sequential, 16, params["center_y"], params["center_x"])
+    # one resampling instead of two: equal but for the border pixels that the padding's zeros reach
+    inner = (slice(None), slice(None), slice(6, 26), slice(6, 26))
+    assert torch.allclose(fused[inner], sequential[inner], atol=1e-5)
+    assert (fused - sequential).abs().mean() < 0.01
+
+
+def test_a_rotation_by_zero_inside_the_fused_path_is_an_exact_crop_and_flip():
+    images = batch(8)
+    augment = Augmenter(("crop", "flip", "rotate"))
+    params = augment.draw(images, torch.Generator().manual_seed(1))
+    params["degrees"] = torch.zeros(8)
+    expected = flip_where(crop_at(images, 4, 32, params["top"], params["left"]), params["flip"])
+    assert torch.allclose(augment.apply(images, params), expected, atol=1e-5)
+
+
+def test_the_sampling_grid_is_torch_affine_grid():
+    from cifarlab.augment import rotation_matrices
+
+    images = batch(5)
+    linear = rotation_matrices(torch.tensor([0.0, 3.0, -5.0, 90.0, 30.0]), torch.float32)
+    shift = torch.rand(5, 2) - 0.5
+    theta = torch.cat([linear, shift.unsqueeze(2)], 2)
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    expected = torch.nn.functional.grid_sample(images, grid, align_corners=False)
+    from cifarlab.augment import resample
+
+    assert torch.allclose(resample(images, linear, shift), expected, atol=1e-5)
