@@ -193,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     context = distributed.from_environment()
     who = f"cifarlab {args.command}" + (f" (rank {context.rank})" if context.enabled else "")
+    finished = False
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        finished = True
+        return code
     except CifarlabError as exc:
         print(f"{who}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     finally:
-        distributed.leave()
+        distributed.leave(finished)
 
 
 if __name__ == "__main__":

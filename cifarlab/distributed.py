@@ -55,8 +55,13 @@ def join(context: Context, device: torch.device) -> None:
     dist.init_process_group(backend, timeout=timedelta(minutes=10))
 
 
-def leave() -> None:
+def leave(finished: bool = True) -> None:
+    """Leave the group. After a finished job, first wait for every process (rank 0 may still be writing
+    the report): tearing the group down while a peer still works can abort the process. After a
+    failure, leave at once: the others may be inside a collective that will never complete."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 
