@@ -35,6 +35,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
             group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
 
 
+def given_settings(args: argparse.Namespace) -> dict:
+    """The settings the user gave as flags (absent flags are absent, so a config file's values hold)."""
+    return {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -91,7 +96,7 @@ def command_train(args: argparse.Namespace) -> int:
     from .api import resolve_config
     from .training import run_training
 
-    settings = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+    settings = given_settings(args)
     if args.resume:
         from .api import train
 
@@ -113,7 +118,7 @@ def command_lr_find(args: argparse.Namespace) -> int:
     from .api import resolve_config
     from .training import find_lr, prepare
 
-    settings = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+    settings = given_settings(args)
     cfg = resolve_config(args.config, **settings)
     device, precision, splits = prepare(cfg)
     result = find_lr(cfg, splits, device, precision, Path(args.plot))

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from .config import TrainConfig, make_config, read_config_file
-from .data import Split, load_splits
+from .data import Split
+from .data.datasets import load_test_split
 from .errors import CifarlabError
 from .evaluate import Evaluation, evaluate
 from .rundir import RunFolder
@@ -51,11 +52,12 @@ def load_run(path: Path, data_dir: str | None = None, device: str | None = None,
 def test_split(run: SavedRun) -> tuple[Split, list[str]]:
     """The run's test split, read again with the run's own data settings."""
     cfg = run.cfg
-    splits = load_splits(cfg.data, cfg.data_dir, limit_test=cfg.limit_test, seed=cfg.seed, progress=cfg.progress)
-    if splits.classes != run.info["classes"]:
-        raise CifarlabError(f"the data's classes ({', '.join(splits.classes)}) differ from the model's "
+    split, classes = load_test_split(cfg.data, cfg.data_dir, limit_test=cfg.limit_test, seed=cfg.seed,
+                                     progress=cfg.progress)
+    if classes != run.info["classes"]:
+        raise CifarlabError(f"the data's classes ({', '.join(classes)}) differ from the model's "
                             f"({', '.join(run.info['classes'])})")
-    return splits.test, splits.classes
+    return split, classes
 
 
 def evaluate_test(run: SavedRun, split: Split) -> Evaluation:

@@ -98,6 +98,14 @@ def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainC
     return step
 
 
+def step_for(cfg: TrainConfig, model, optimizer, scaler, splits: Splits, device, precision,
+             context: Context = SINGLE):
+    """The training step a config asks for: its augmentations, loss and input normalisation."""
+    return make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
+                           loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
+                           precision=precision, mean=splits.mean, std=splits.std, context=context)
+
+
 class Interrupted(Exception):
     """Raised inside an epoch when a stop was requested; carries where the epoch stands."""
 
@@ -226,9 +234,7 @@ def find_lr(cfg: TrainConfig, splits: Splits, device, precision, plot_path: Path
         model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = create_optimizer(model, probe_cfg, device)
-    step = make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer,
-                           scaler=make_grad_scaler(device, precision), loss_fn=create_loss(cfg.loss, cfg.label_smoothing),
-                           cfg=cfg, device=device, precision=precision, mean=splits.mean, std=splits.std)
+    step = step_for(cfg, model, optimizer, make_grad_scaler(device, precision), splits, device, precision)
     loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
     generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, 0, stream=2))
 
@@ -323,9 +329,7 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     scaler = make_grad_scaler(device, precision)
     if cfg.compile:
         trained = torch.compile(trained)
-    step = make_train_step(trained, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
-                           loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
-                           precision=precision, mean=splits.mean, std=splits.std, context=context)
+    step = step_for(cfg, trained, optimizer, scaler, splits, device, precision, context)
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
                  label_smoothing=cfg.label_smoothing, tta=cfg.tta, context=context)

@@ -146,3 +146,20 @@ def test_labels_out_of_range_are_refused(tmp_path):
 def test_spec_checksums_are_the_published_ones():
     assert cifar.CIFAR10.md5 == "c58f30108f718f92721af3b95e74349a"
     assert cifar.CIFAR100.md5 == "eb9058c3a382ffc7106e4002c42a8d85"
+
+
+def test_the_test_split_alone_is_the_same_and_reads_no_training_file(tmp_path):
+    from cifarlab.data.datasets import load_test_split
+
+    root = write_cifar10(tmp_path / "cifar", train_per_class=6, test_per_class=5)
+    expected = load_splits("cifar10", root, limit_test=20, seed=4)
+    for i in range(1, 6):  # training batches unreadable: only the test split may be read
+        (root / "cifar-10-batches-py" / f"data_batch_{i}").write_text("not a batch")
+    split, classes = load_test_split("cifar10", root, limit_test=20, seed=4)
+    assert classes == expected.classes
+    assert torch.equal(split.images, expected.test.images) and torch.equal(split.labels, expected.test.labels)
+    folder = write_image_folder(tmp_path / "images")
+    full = load_splits(str(folder), "unused")
+    (folder / "train" / "dogs" / "0000.png").write_bytes(b"broken")
+    split, classes = load_test_split(str(folder), "unused")
+    assert classes == full.classes and torch.equal(split.images, full.test.images)

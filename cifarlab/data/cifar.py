@@ -123,6 +123,8 @@ def read_class_names(folder: Path, spec: CifarSpec) -> list[str]:
 
 def read_split(folder: Path, spec: CifarSpec, files: tuple[str, ...], num_classes: int):
     parts = [read_batch(folder / name, spec.label_key, num_classes) for name in files]
+    if not parts:
+        return np.empty((0, 3, 32, 32), dtype=np.uint8), np.empty(0, dtype=np.int64)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -143,8 +145,9 @@ def download(spec: CifarSpec, data_dir: Path) -> None:
             "$CIFARLAB_DATA at its parent), or use --data PATH for an image folder") from None
 
 
-def load_cifar(name: str, data_dir: str | Path):
-    """(train_x, train_y, test_x, test_y, class_names) of cifar10 or cifar100, downloading if needed."""
+def load_cifar(name: str, data_dir: str | Path, train: bool = True):
+    """(train_x, train_y, test_x, test_y, class_names) of cifar10 or cifar100, downloading if needed.
+    With train=False the training arrays are empty: the training files are not read."""
     spec = SPECS[name]
     data_dir = Path(data_dir)
     folder = data_dir / spec.folder
@@ -153,6 +156,6 @@ def load_cifar(name: str, data_dir: str | Path):
         if not has_files(folder, spec):
             raise DataError(f"the archive did not give the files of {folder}")
     classes = read_class_names(folder, spec)
-    train_x, train_y = read_split(folder, spec, spec.train_files, len(classes))
+    train_x, train_y = read_split(folder, spec, spec.train_files if train else (), len(classes))
     test_x, test_y = read_split(folder, spec, spec.test_files, len(classes))
     return train_x, train_y, test_x, test_y, classes

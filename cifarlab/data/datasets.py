@@ -78,21 +78,34 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(flat.mean(1).tolist()), tuple(flat.std(1).tolist())
 
 
-def read_data(data: str, data_dir: str, progress: bool = True):
+def read_data(data: str, data_dir: str, progress: bool = True, train: bool = True):
     if data in SPECS:
-        return load_cifar(data, data_dir)
-    return load_folder(data, progress)
+        return load_cifar(data, data_dir, train)
+    return load_folder(data, progress, train)
+
+
+def as_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels))
+
+
+def test_subset(test: Split, limit_test, seed: int) -> Split:
+    """The test split a run is judged on: all of it, or its stratified subset of limit_test images."""
+    return stratified_subset(test, limit_test, seed + 1) if limit_test else test
+
+
+def load_test_split(data: str, data_dir: str, *, limit_test=None, seed=0, progress=True) -> tuple[Split, list]:
+    """Only the test split (as load_splits would give it) and the class names; the training images
+    are not read."""
+    _, _, test_x, test_y, classes = read_data(data, data_dir, progress, train=False)
+    return test_subset(as_split(test_x, test_y), limit_test, seed), classes
 
 
 def load_splits(data: str, data_dir: str, *, limit_train=None, limit_test=None, val_split=0, seed=0,
                 progress=True) -> Splits:
     train_x, train_y, test_x, test_y, classes = read_data(data, data_dir, progress)
-    train = Split(torch.from_numpy(np.ascontiguousarray(train_x)), torch.from_numpy(train_y))
-    test = Split(torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y))
+    train, test = as_split(train_x, train_y), test_subset(as_split(test_x, test_y), limit_test, seed)
     if limit_train:
         train = stratified_subset(train, limit_train, seed)
-    if limit_test:
-        test = stratified_subset(test, limit_test, seed + 1)
     val = None
     if val_split:
         if val_split >= len(train):

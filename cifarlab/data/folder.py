@@ -73,14 +73,18 @@ def read_split(split_dir: Path, classes: list[str], progress: bool = True):
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def load_folder(root: str | Path, progress: bool = True):
-    """(train_x, train_y, test_x, test_y, class_names) of an image folder."""
+def load_folder(root: str | Path, progress: bool = True, train: bool = True):
+    """(train_x, train_y, test_x, test_y, class_names) of an image folder. With train=False the
+    training images are not read (the class names still come from the training folders)."""
     root = Path(root)
     classes = [p.name for p in class_folders(root / "train")]
     test_classes = [p.name for p in class_folders(root / "test")]
     extra = sorted(set(test_classes) - set(classes))
     if extra:
         raise DataError(f"{root / 'test'} has classes that {root / 'train'} lacks: {', '.join(extra)}")
-    train_x, train_y = read_split(root / "train", classes, progress)
+    if train:
+        train_x, train_y = read_split(root / "train", classes, progress)
+    else:
+        train_x, train_y = np.empty((0, 3, SIZE, SIZE), dtype=np.uint8), np.empty(0, dtype=np.int64)
     test_x, test_y = read_split(root / "test", classes, progress)
     return train_x, train_y, test_x, test_y, classes
