@@ -51,6 +51,8 @@ def main():
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--window-seconds", type=float, default=3.0,
+                        help="each timing window lasts at least this long (default 3)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="augment_throughput.json")
     args = parser.parse_args()
@@ -77,7 +79,8 @@ def main():
     print(f"crop+flip+rotate+cutout, batches of {args.batch_size}, {device}", flush=True)
     rates = alternate({"cifarlab (batched)": cifarlab_batch, "albumentations (2 workers)": albumentations_batch},
                       steps, args.windows, {"cifarlab (batched)": args.batch_size,
-                                            "albumentations (2 workers)": args.batch_size})
+                                            "albumentations (2 workers)": args.batch_size},
+                      min_seconds=args.window_seconds)
     ours, theirs = rates["cifarlab (batched)"], rates["albumentations (2 workers)"]
 
     # the cost of augmenting one training batch, against one ResNet18 training step on that batch

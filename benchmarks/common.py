@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import time
@@ -36,17 +37,24 @@ def timed(fn, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict) -> dict:
+def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict,
+              min_seconds: float = 0.0) -> dict:
     """Run the contenders in turn, window after window (the first, warm-up, window is dropped), and
-    return the median images per second of each."""
+    return the median images per second of each. With `min_seconds`, a contender's windows take as
+    many steps as fill that long at its warm-up speed: a fast contender then is not timed over a few
+    milliseconds, during which a slower one's background workers may still be busy."""
     rates = {name: [] for name in contenders}
+    steps_of = dict.fromkeys(contenders, steps)
     for window in range(windows + 1):
         for name, fn in contenders.items():
-            seconds = timed(fn, steps)
-            if window > 0:
-                rates[name].append(images_per_step[name] * steps / seconds)
+            seconds = timed(fn, steps_of[name])
+            rate = images_per_step[name] * steps_of[name] / seconds
+            if window == 0:
+                steps_of[name] = max(steps, math.ceil(min_seconds / seconds * steps))
+            else:
+                rates[name].append(rate)
             print(f"  window {window}{' (warm-up)' if window == 0 else ''}: {name:<28} "
-                  f"{images_per_step[name] * steps / seconds:9.1f} img/s", flush=True)
+                  f"{rate:9.1f} img/s", flush=True)
     return {name: statistics.median(values) for name, values in rates.items()}
 
 

@@ -16,15 +16,18 @@ import torch
 import torch.nn.functional as F
 
 
-def crop_at(images: torch.Tensor, padding: int, size: int, top: torch.Tensor, left: torch.Tensor):
-    """Zero-pad each side by `padding`, then cut a size x size window at (top[i], left[i]) per image.
-    One gather over the flattened padded pixels."""
+def crop_at(images: torch.Tensor, padding: int, size: int, top: torch.Tensor, left: torch.Tensor,
+            flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero-pad each side by `padding`, then cut a size x size window at (top[i], left[i]) per image;
+    where flip[i] is True the window is read right to left (the crop, then mirrored). One gather over
+    the flattened padded pixels."""
     n, channels = images.shape[:2]
     padded = F.pad(images, (padding,) * 4)
     width = padded.shape[-1]
     steps = torch.arange(size, device=images.device)
+    columns = steps if flip is None else torch.where(flip.view(-1, 1), steps.flip(0), steps)
     rows = (top.view(-1, 1) + steps).view(n, size, 1)
-    cols = (left.view(-1, 1) + steps).view(n, 1, size)
+    cols = (left.view(-1, 1) + columns).view(n, 1, size)
     index = (rows * width + cols).view(n, 1, size * size).expand(n, channels, size * size)
     return padded.flatten(2).gather(2, index).view(n, channels, size, size)
 
@@ -34,16 +37,20 @@ def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), images.flip(3), images)
 
 
-def cutout_at(images: torch.Tensor, size: int, center_y: torch.Tensor, center_x: torch.Tensor):
-    """Zero a size x size square per image, rows [cy - size//2, cy - size//2 + size) and likewise
-    for columns, clipped at the borders."""
-    _, _, height, width = images.shape
-    y = torch.arange(height, device=images.device).view(1, height, 1)
-    x = torch.arange(width, device=images.device).view(1, 1, width)
+def cutout_mask(size: int, center_y: torch.Tensor, center_x: torch.Tensor, height: int, width: int):
+    """(N, height, width) True inside each image's size x size square: rows [cy - size//2,
+    cy - size//2 + size) and likewise for columns, clipped at the borders."""
+    y = torch.arange(height, device=center_y.device).view(1, height, 1)
+    x = torch.arange(width, device=center_x.device).view(1, 1, width)
     y0 = (center_y - size // 2).view(-1, 1, 1)
     x0 = (center_x - size // 2).view(-1, 1, 1)
-    inside = (y >= y0) & (y < y0 + size) & (x >= x0) & (x < x0 + size)
-    return images.masked_fill(inside.unsqueeze(1), 0.0)
+    return (y >= y0) & (y < y0 + size) & (x >= x0) & (x < x0 + size)
+
+
+def cutout_at(images: torch.Tensor, size: int, center_y: torch.Tensor, center_x: torch.Tensor):
+    """Zero each image's cutout_mask square."""
+    _, _, height, width = images.shape
+    return images.masked_fill(cutout_mask(size, center_y, center_x, height, width).unsqueeze(1), 0.0)
 
 
 def rotation_matrices(degrees: torch.Tensor, dtype) -> torch.Tensor:
@@ -52,16 +59,33 @@ def rotation_matrices(degrees: torch.Tensor, dtype) -> torch.Tensor:
     return torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (N, 2, 2)
 
 
-def resample(images: torch.Tensor, linear: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def sampling_grid(linear: torch.Tensor, shift: torch.Tensor, height: int, width: int,
+                  hide: torch.Tensor | None = None) -> torch.Tensor:
+    """The (N, height, width, 2) grid that F.affine_grid(theta, align_corners=False) gives for
+    theta = [linear | shift]: output pixel p (normalised, pixel centres at (2k + 1) / size - 1) reads
+    the input at linear[i] @ p + shift[i]. Built by broadcasting straight into the grid's two
+    planes, several times faster on the CPU than affine_grid. Output pixels where `hide` (N, height,
+    width) is True are pointed far outside the image, so the resampling gives them zero: a CutOut that
+    costs no pass over the images."""
+    dtype, device = linear.dtype, linear.device
+    x = ((torch.arange(width, device=device, dtype=dtype) * 2 + 1) / width - 1).view(1, 1, width)
+    y = ((torch.arange(height, device=device, dtype=dtype) * 2 + 1) / height - 1).view(1, height, 1)
+    grid = torch.empty(len(linear), height, width, 2, dtype=dtype, device=device)
+    for k in (0, 1):  # the source's x, then its y
+        along_x = linear[:, k, 0].view(-1, 1, 1) * x
+        along_y = linear[:, k, 1].view(-1, 1, 1) * y + shift[:, k].view(-1, 1, 1)
+        torch.add(along_x, along_y, out=grid[..., k])
+    if hide is not None:
+        grid[..., 0].masked_fill_(hide, 4.0)  # two image widths beyond the border: only zeros there
+    return grid
+
+
+def resample(images: torch.Tensor, linear: torch.Tensor, shift: torch.Tensor,
+             hide: torch.Tensor | None = None) -> torch.Tensor:
     """Output pixel p (normalised coordinates) takes the input at linear[i] @ p + shift[i]
-    (bilinear, zero outside the image)."""
-    # The grid F.affine_grid(theta, align_corners=False) gives, built by broadcasting (several times
-    # faster on the CPU): pixel centres at (2k + 1) / size - 1.
+    (bilinear, zero outside the image); pixels where `hide` is True are zero."""
     _, _, height, width = images.shape
-    x = ((torch.arange(width, device=images.device, dtype=images.dtype) * 2 + 1) / width - 1).view(1, 1, width)
-    y = ((torch.arange(height, device=images.device, dtype=images.dtype) * 2 + 1) / height - 1).view(1, height, 1)
-    a, b, c, d = (linear[:, i, j].view(-1, 1, 1) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
-    grid = torch.stack([a * x + b * y + shift[:, 0].view(-1, 1, 1), c * x + d * y + shift[:, 1].view(-1, 1, 1)], 3)
+    grid = sampling_grid(linear.to(images.dtype), shift.to(images.dtype), height, width, hide)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -71,19 +95,21 @@ def rotate_by(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return resample(images, linear, torch.zeros(len(images), 2, dtype=images.dtype, device=images.device))
 
 
-def crop_flip_rotate(images: torch.Tensor, padding: int, top, left, flip, degrees) -> torch.Tensor:
+def crop_flip_rotate(images: torch.Tensor, padding: int, top, left, flip, degrees,
+                     hide: torch.Tensor | None = None) -> torch.Tensor:
     """crop_at (same size as the image), then flip_where, then rotate_by, as one resampling: the
     pixel of the output at p comes from the input at S R p + t, S mirroring x for flipped images,
     R the rotation and t the crop's offset from the centre position. One difference from the three
     steps in turn: where the rotation brings in pixels from beyond the crop window, they come from the
-    image rather than from the crop's zero padding (as torchvision's RandomAffine does)."""
+    image rather than from the crop's zero padding (as torchvision's RandomAffine does). Pixels where
+    `hide` is True come out zero (a CutOut after the rotation, at no extra cost)."""
     _, _, height, width = images.shape
     linear = rotation_matrices(degrees, images.dtype)
     mirror = torch.where(flip, -1.0, 1.0).to(images.dtype)
     linear = linear * torch.stack([mirror, torch.ones_like(mirror)], 1).unsqueeze(2)  # scale row x
     shift = torch.stack([(left - padding).to(images.dtype) * 2 / width,
                          (top - padding).to(images.dtype) * 2 / height], 1)
-    return resample(images, linear, shift)
+    return resample(images, linear, shift, hide)
 
 
 @dataclass
@@ -127,22 +153,24 @@ class Augmenter:
         return params
 
     def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
-        """The augmentations with the given parameters. Crop (to the image's own size), flip and
-        rotation are done as one resampling when a rotation is asked for."""
-        n, _, height, _ = images.shape
+        """The augmentations with the given parameters, in as few passes over the batch as they allow:
+        crop and flip as one gather; with a rotation, crop, flip, rotation and CutOut as one resampling."""
+        n, _, height, width = images.shape
         if "degrees" in params and self.crop_size == height:
             zeros = torch.zeros(n, dtype=torch.long, device=images.device)
             cropped = "top" in params
-            images = crop_flip_rotate(images, self.crop_padding if cropped else 0,
-                                      params["top"] if cropped else zeros, params["left"] if cropped else zeros,
-                                      params.get("flip", zeros.bool()), params["degrees"])
-        else:
-            if "top" in params:
-                images = crop_at(images, self.crop_padding, self.crop_size, params["top"], params["left"])
-            if "flip" in params:
-                images = flip_where(images, params["flip"])
-            if "degrees" in params:
-                images = rotate_by(images, params["degrees"])
+            hide = (cutout_mask(self.cutout_size, params["center_y"], params["center_x"], height, width)
+                    if "center_y" in params else None)
+            return crop_flip_rotate(images, self.crop_padding if cropped else 0,
+                                    params["top"] if cropped else zeros, params["left"] if cropped else zeros,
+                                    params.get("flip", zeros.bool()), params["degrees"], hide)
+        if "top" in params:
+            images = crop_at(images, self.crop_padding, self.crop_size, params["top"], params["left"],
+                             params.get("flip"))
+        elif "flip" in params:
+            images = flip_where(images, params["flip"])
+        if "degrees" in params:
+            images = rotate_by(images, params["degrees"])
         if "center_y" in params:
             images = cutout_at(images, self.cutout_size, params["center_y"], params["center_x"])
         return images

@@ -96,6 +96,9 @@ class TrainConfig:
                               check=_between(0, 0.9), group="model")
     stages: int = _setting(4, "ResNet stages to keep: 4, or 3 (64/128/256 channels, 8x8 last map)",
                            choices=(3, 4), group="model")
+    zero_init_residual: bool = _setting(False, "ResNets: start each block's last normalisation scale at "
+                                        "zero, so every residual block begins as the identity (Goyal et al. "
+                                        "2017; timm's zero_init_last)", group="model")
     loss: str = _setting("ce", "ce (cross-entropy), or nll on log-softmax outputs (the library adds the "
                          "log-softmax, so the loss is never negative)", choices=LOSSES, group="model")
     # optimisation

@@ -212,9 +212,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     after hours of training."""
     seed_everything(cfg.seed)
     try:
-        model = create_model(cfg.model, num_classes=num_classes, **model_args(cfg))
+        model = create_model(cfg.model, num_classes=num_classes, **model_args(cfg),
+                             zero_init_residual=cfg.zero_init_residual)
     except ValueError as exc:  # e.g. GroupNorm groups that do not divide a layer's channels
-        raise ConfigError("norm_groups" if "divisible" in str(exc) else "model", str(exc)) from None
+        setting = next((name for word, name in (("divisible", "norm_groups"), ("zero_init", "zero_init_residual"))
+                        if word in str(exc)), "model")
+        raise ConfigError(setting, str(exc)) from None
     if cfg.report and cfg.misclassified:
         from .explain.gradcam import target_layer
         from .explain.report import cam_layer_name

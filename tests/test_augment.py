@@ -25,6 +25,18 @@ def test_crop_at_shifts_the_image_and_fills_with_zeros(top, left):
     assert torch.equal(cropped, padded[:, :, top:top + 32, left:left + 32])
 
 
+@given(seed=st.integers(0, 2**31 - 1), padding=st.integers(0, 6), size=st.integers(8, 32))
+@settings(max_examples=30, deadline=None)
+def test_crop_with_flip_in_one_gather_is_the_crop_then_the_mirror(seed, padding, size):
+    images = batch(8, seed % 1000)
+    g = torch.Generator().manual_seed(seed)
+    span = 32 + 2 * padding - size + 1
+    top, left = torch.randint(0, span, (8,), generator=g), torch.randint(0, span, (8,), generator=g)
+    flip = torch.randint(0, 2, (8,), generator=g).bool()
+    expected = flip_where(crop_at(images, padding, size, top, left), flip)
+    assert torch.equal(crop_at(images, padding, size, top, left, flip), expected)
+
+
 def test_flip_twice_is_the_identity_and_once_mirrors():
     images = batch()
     mask = torch.tensor([True, False, True, True, False, False])
@@ -105,6 +117,17 @@ def test_the_fused_crop_flip_rotate_equals_the_three_steps_one_after_another():
     inner = (slice(None), slice(None), slice(6, 26), slice(6, 26))
     assert torch.allclose(fused[inner], sequential[inner], atol=1e-5)
     assert (fused - sequential).abs().mean() < 0.01
+
+
+def test_the_cutout_folded_into_the_resampling_is_exactly_a_cutout_after_it():
+    images = batch(16)
+    augment = Augmenter(("crop", "flip", "rotate", "cutout"), rotate_degrees=5.0)
+    params = augment.draw(images, torch.Generator().manual_seed(3))
+    without_cutout = {k: v for k, v in params.items() if k not in ("center_y", "center_x")}
+    expected = cutout_at(augment.apply(images, without_cutout), 16, params["center_y"], params["center_x"])
+    fused = augment.apply(images, params)
+    assert (fused == 0).sum() >= 16 * 3 * 8 * 8  # every square keeps at least a quarter inside
+    assert torch.allclose(fused, expected, atol=1e-6)
 
 
 def test_a_rotation_by_zero_inside_the_fused_path_is_an_exact_crop_and_flip():

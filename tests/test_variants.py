@@ -35,6 +35,22 @@ def test_three_stage_resnet18_has_2777674_parameters_and_an_8x8_last_map():
     assert seen["shape"] == (2, 256, 8, 8)
 
 
+@pytest.mark.parametrize("norm", ["batch", "group", "ghost"])
+def test_zero_init_residual_makes_every_block_start_as_its_shortcut(norm):
+    torch.manual_seed(0)
+    model = create_model("resnet18", norm=norm, zero_init_residual=True).train()
+    assert count_parameters(model) == 11_173_962
+    blocks = [m for m in model.modules() if type(m).__name__ == "BasicBlock"]
+    assert len(blocks) == 8
+    x = torch.randn(4, 64, 32, 32)
+    block = blocks[0]  # identity shortcut: the block is relu(x)
+    assert torch.equal(block(x), torch.relu(x))
+    down = model.layer2[0]  # projection shortcut: the block is relu(shortcut(x))
+    assert torch.allclose(down(x), torch.relu(down.shortcut(x)), atol=1e-6)
+    plain = create_model("resnet18", norm=norm).train()
+    assert not torch.allclose(plain.layer1[0](x), torch.relu(x))
+
+
 @pytest.mark.parametrize("norm", ["batch", "layer", "group", "ghost"])
 def test_compact_is_under_100k_parameters_under_every_norm(norm):
     assert count_parameters(create_model("compact", norm=norm, dropout=0.1)) < 100_000
@@ -163,6 +179,9 @@ def test_saved_variants_rebuild_and_evaluate_exactly(quick):
 def test_wrong_variant_settings_are_refused(quick, capsys):
     assert main(["train", "--model", "compact", "--stages", "3", "--data-dir", quick["data_dir"]]) == 2
     assert "stages" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", "--zero-init-residual", "--data-dir", quick["data_dir"],
+                 "--out", quick["out"], "--no-progress"]) == 2
+    assert "zero_init_residual" in capsys.readouterr().err and not Path(quick["out"]).exists()
     assert main(["train", "--norm", "group", "--norm-groups", "7", "--data-dir", quick["data_dir"],
                  "--out", quick["out"], "--no-progress"]) == 2
     assert "norm_groups" in capsys.readouterr().err and not Path(quick["out"]).exists()

@@ -22,12 +22,14 @@ def model_names() -> list[str]:
     return sorted(_MODELS)
 
 
-STAGED_MODELS = ("resnet18", "resnet34")  # the models that take `stages`
+STAGED_MODELS = ("resnet18", "resnet34")  # the models that take `stages` and `zero_init_residual`
 
 
 def create_model(name: str, num_classes: int = 10, *, norm: str = "batch", norm_groups: int = 8,
-                 ghost_splits: int = 2, dropout: float = 0.0, stages: int = 4) -> nn.Module:
-    """A freshly initialised model by name, with its normalisation, dropout and (ResNets) stages."""
+                 ghost_splits: int = 2, dropout: float = 0.0, stages: int = 4,
+                 zero_init_residual: bool = False) -> nn.Module:
+    """A freshly initialised model by name, with its normalisation, dropout and (ResNets) stages and
+    zero-initialised residual branches."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(model_names())}")
     kwargs = {"norm_layer": norm_factory(norm, norm_groups, ghost_splits), "dropout": dropout}
@@ -35,6 +37,10 @@ def create_model(name: str, num_classes: int = 10, *, norm: str = "batch", norm_
         if name not in STAGED_MODELS:
             raise ValueError(f"stages applies to {', '.join(STAGED_MODELS)}, not {name}")
         kwargs["stages"] = stages
+    if zero_init_residual:
+        if name not in STAGED_MODELS:
+            raise ValueError(f"zero_init_residual applies to {', '.join(STAGED_MODELS)}, not {name}")
+        kwargs["zero_init_residual"] = True
     return _MODELS[name](num_classes=num_classes, **kwargs)
 
 

@@ -5,8 +5,9 @@ strides 1, 2, 2, 2), global average pooling and one linear layer. ResNet18 has 1
 for 10 classes. Global average pooling is written as adaptive pooling: on the 4x4 map of a 32x32 input
 it is exactly kuangliu's `F.avg_pool2d(out, 4)`.
 
-Variants, none of which changes a parameter count: the normalisation layer (`norm_layer`), and dropout
-after each normalisation inside a block (`dropout`). `stages=3` keeps only the first three stages
+Variants, none of which changes a parameter count: the normalisation layer (`norm_layer`), dropout
+after each normalisation inside a block (`dropout`), and zero-initialised residual branches
+(`zero_init_residual`: each block's last normalisation scale starts at 0). `stages=3` keeps only the first three stages
 (64, 128, 256 channels): an 8x8 last feature map and a 256 -> classes linear layer.
 """
 
@@ -31,6 +32,12 @@ class BasicBlock(nn.Module):
                 norm_layer(planes),
             )
 
+    def zero_init_last(self):
+        """Start the residual branch at zero (its last normalisation's scale), so the block begins as
+        its shortcut: deep ResNets then train like shallow ones in the first steps."""
+        if getattr(self.bn2, "weight", None) is not None:
+            nn.init.zeros_(self.bn2.weight)
+
     def forward(self, x):
         out = F.relu(self.drop(self.bn1(self.conv1(x))))
         out = self.drop(self.bn2(self.conv2(out)))
@@ -38,7 +45,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, num_blocks, num_classes=10, norm_layer=nn.BatchNorm2d, dropout=0.0, stages=4):
+    def __init__(self, block, num_blocks, num_classes=10, norm_layer=nn.BatchNorm2d, dropout=0.0, stages=4,
+                 zero_init_residual=False):
         super().__init__()
         self.in_planes = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -49,6 +57,10 @@ class ResNet(nn.Module):
             setattr(self, f"layer{i}", self._make_layer(block, planes, num_blocks[i - 1], stride, norm_layer, dropout))
         self.stages = stages
         self.linear = nn.Linear(widths[-1] * block.expansion, num_classes)
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, BasicBlock):
+                    module.zero_init_last()
 
     def _make_layer(self, block, planes, num_blocks, stride, norm_layer, dropout):
         layers = []
