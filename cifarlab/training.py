@@ -297,10 +297,14 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     if main:
         run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
     if cfg.lr == "auto":
-        if state.lr is None:  # every process finds the same lr: same data, seed and model
-            found = find_lr(cfg, splits, device, precision, run.file("lr_find.png") if main else None)
-            say(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it", flush=True)
-            state.lr = found.suggestion
+        if state.lr is None:  # rank 0 runs the range test; the other processes wait for its answer
+            suggestion = None
+            if main:
+                found = find_lr(cfg, splits, device, precision, run.file("lr_find.png"))
+                say(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it",
+                    flush=True)
+                suggestion = repr(found.suggestion)
+            state.lr = float(broadcast_text(suggestion, context))
         cfg = dataclasses.replace(cfg, lr=state.lr)
     state.lr = cfg.lr
     tensorboard = None

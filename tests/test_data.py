@@ -1,3 +1,4 @@
+from pathlib import Path
 import pickle
 
 import numpy as np
@@ -47,6 +48,25 @@ def test_missing_data_without_network_names_the_folder(tmp_path, monkeypatch):
     message = str(error.value)
     assert str((tmp_path / "nothing-here").resolve()) in message and "cifar-10-batches-py" in message
     assert "--data-dir" in message
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_failed_download_leaves_no_folder_behind_that_was_not_there(tmp_path, monkeypatch, existed):
+    target = tmp_path / "data"
+    if existed:
+        (target / "mine").mkdir(parents=True)
+
+    def half_download(url, download_root, **kwargs):  # what a dropped connection leaves
+        Path(download_root).mkdir(parents=True, exist_ok=True)
+        (Path(download_root) / "cifar-10-python.tar.gz").write_bytes(b"partial")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", half_download)
+    with pytest.raises(DataError, match="connection reset"):
+        load_splits("cifar10", target)
+    assert target.exists() == existed
+    if existed:
+        assert sorted(p.name for p in target.iterdir()) == ["mine"]
 
 
 def test_a_crafted_pickle_is_refused_without_running_code(tmp_path):

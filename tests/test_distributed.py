@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from cifarlab import evaluate_run, train
@@ -69,6 +70,31 @@ def test_a_checkpoint_of_two_processes_resumes_on_one(settings, tmp_path):
     result = train(resume=str(out), epochs=2)
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert [row["epoch"] for row in read_metrics(out / "metrics.csv")] == [1, 2]
+
+
+def test_lr_auto_runs_the_range_test_once_and_every_process_trains_with_its_answer(settings, tmp_path, capsys,
+                                                                                  monkeypatch):
+    from cifarlab.cli import main
+
+    lr_settings = {**settings, "lr": "auto", "lr_find_steps": 10, "epochs": 1}
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("LR_FIND_MARKS", str(marks))
+    job = torchrun(["train", *flags({**lr_settings, "out": tmp_path / "two"})],
+                   script=Path(__file__).parent / "ddp_lr_find_helper.py")
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert [p.name for p in marks.iterdir()] == ["rank-0"]
+    assert job.stdout.count("LR range test: suggested") == 1
+    torch.set_num_threads(1)
+    alone = tmp_path / "alone.png"
+    assert main(["lr-find", *flags({k: v for k, v in lr_settings.items() if k not in ("lr", "epochs", "out")}),
+                 "--plot", str(alone)]) == 0
+    suggested = job.stdout.split("suggested max lr ")[1].split()[0]
+    assert f"suggested max lr for onecycle {suggested};" in capsys.readouterr().out  # as one process finds
+    suggested = float(suggested)
+    saved = yaml.safe_load((tmp_path / "two" / "config.yaml").read_text())
+    assert saved["lr"] == "auto" and (tmp_path / "two" / "lr_find.png").is_file()
+    assert read_metrics(tmp_path / "two" / "metrics.csv")[0]["lr"] == pytest.approx(suggested / 25, rel=1e-3)
 
 
 def test_a_failing_process_ends_the_whole_job(settings, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,12 +134,21 @@ def has_files(folder: Path, spec: CifarSpec) -> bool:
 
 
 def download(spec: CifarSpec, data_dir: Path) -> None:
-    """Fetch the official archive, check its MD5 and extract it (torchvision's own helper)."""
+    """Fetch the official archive, check its MD5 and extract it (torchvision's own helper). A failed
+    download leaves nothing behind: the data folder goes again if this call created it, else the
+    partial archive."""
     from torchvision.datasets.utils import download_and_extract_archive
 
+    created = not data_dir.exists()
+    archive = data_dir / spec.url.rsplit("/", 1)[-1]
+    had_archive = archive.exists()
     try:
         download_and_extract_archive(spec.url, str(data_dir), md5=spec.md5, remove_finished=True)
     except Exception as exc:
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        elif not had_archive:
+            archive.unlink(missing_ok=True)
         raise DataError(
             f"no {spec.folder} folder in {data_dir.resolve()} and the download failed ({exc}). "
             f"Provide the data: put the official '{spec.folder}' folder there (or point --data-dir / "
