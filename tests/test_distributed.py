@@ -85,10 +85,12 @@ def test_lr_auto_runs_the_range_test_once_and_every_process_trains_with_its_answ
     assert job.returncode == 0, job.stderr[-3000:]
     assert [p.name for p in marks.iterdir()] == ["rank-0"]
     assert job.stdout.count("LR range test: suggested") == 1
-    torch.set_num_threads(1)
-    alone = tmp_path / "alone.png"
-    assert main(["lr-find", *flags({k: v for k, v in lr_settings.items() if k not in ("lr", "epochs", "out")}),
-                 "--plot", str(alone)]) == 0
+    torch.set_num_threads(1)  # as each torchrun process
+    try:
+        assert main(["lr-find", *flags({k: v for k, v in lr_settings.items() if k not in ("lr", "epochs", "out")}),
+                     "--plot", str(tmp_path / "alone.png")]) == 0
+    finally:
+        torch.set_num_threads(2)  # as conftest sets it for every other test
     suggested = job.stdout.split("suggested max lr ")[1].split()[0]
     assert f"suggested max lr for onecycle {suggested};" in capsys.readouterr().out  # as one process finds
     suggested = float(suggested)
