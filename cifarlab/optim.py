@@ -41,8 +41,10 @@ class Schedule:
         if self.scheduler is None or not self.per_batch:
             return
         # A run resumed with more epochs outlives its schedule: hold the final lr rather than restart.
+        # The schedule's last value is that of step end - 1; OneCycleLR extrapolates one step beyond it
+        # (below zero when its final lr is tiny).
         end = getattr(self.scheduler, "total_steps", None) or getattr(self.scheduler, "T_max", None)
-        if end is not None and self.scheduler.last_epoch >= end:
+        if end is not None and self.scheduler.last_epoch >= end - 1:
             return
         self.scheduler.step()
 
@@ -69,10 +71,13 @@ def create_schedule(optimizer, cfg, steps_per_epoch: int) -> Schedule:
         # Each phase needs at least two steps; very short runs (a few batches) get that much room.
         total_steps = max(total_steps, 5)
         pct_start = min(max(cfg.onecycle_pct_start, 2 / total_steps), 1 - 2 / total_steps)
+        # SGD's momentum moves against the lr around --momentum (0.95 -> 0.85 -> 0.95 by default).
+        swing = cfg.onecycle_momentum_swing if cfg.optimizer == "sgd" and cfg.momentum > 0 else 0.0
         return Schedule(sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
                                          pct_start=pct_start, anneal_strategy="linear",
                                          div_factor=25.0, final_div_factor=1e3,
-                                         cycle_momentum=cfg.optimizer == "sgd" and cfg.momentum > 0),
+                                         cycle_momentum=swing > 0, base_momentum=cfg.momentum - swing,
+                                         max_momentum=cfg.momentum + swing),
                         per_batch=True)
     if cfg.scheduler == "cosine":
         return Schedule(sched.CosineAnnealingLR(optimizer, T_max=total_steps), per_batch=True)
