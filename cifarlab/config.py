@@ -241,6 +241,11 @@ def _check(name: str, value: Any) -> None:
             raise ConfigError(name, f"{complaint}, got {value!r}")
 
 
+def momentum_swing(cfg: TrainConfig) -> float:
+    """How far onecycle moves SGD's momentum either side of --momentum: not at all without momentum."""
+    return cfg.onecycle_momentum_swing if cfg.optimizer == "sgd" and cfg.momentum > 0 else 0.0
+
+
 def _check_together(cfg: TrainConfig) -> None:
     """Rules that involve more than one setting, or the registry of models."""
     from .models import STAGED_MODELS, model_names
@@ -252,9 +257,8 @@ def _check_together(cfg: TrainConfig) -> None:
     if cfg.lr == "auto" and cfg.scheduler != "onecycle":
         raise ConfigError("lr", "auto (the LR range test) chooses the peak of --scheduler onecycle; "
                                 f"with {cfg.scheduler} give a number")
-    swing = cfg.onecycle_momentum_swing
-    if cfg.scheduler == "onecycle" and cfg.optimizer == "sgd" and cfg.momentum > 0 and swing > 0 \
-            and not (0 <= cfg.momentum - swing and cfg.momentum + swing < 1):
+    swing = momentum_swing(cfg)
+    if cfg.scheduler == "onecycle" and not (0 <= cfg.momentum - swing and cfg.momentum + swing < 1):
         raise ConfigError("onecycle_momentum_swing", f"momentum {cfg.momentum} +/- {swing} must stay within "
                                                      "[0, 1); lower it, or 0 for a constant momentum")
     if len(set(cfg.augment)) != len(cfg.augment):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import momentum_swing
+
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
@@ -72,7 +74,7 @@ def create_schedule(optimizer, cfg, steps_per_epoch: int) -> Schedule:
         total_steps = max(total_steps, 5)
         pct_start = min(max(cfg.onecycle_pct_start, 2 / total_steps), 1 - 2 / total_steps)
         # SGD's momentum moves against the lr around --momentum (0.95 -> 0.85 -> 0.95 by default).
-        swing = cfg.onecycle_momentum_swing if cfg.optimizer == "sgd" and cfg.momentum > 0 else 0.0
+        swing = momentum_swing(cfg)
         return Schedule(sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
                                          pct_start=pct_start, anneal_strategy="linear",
                                          div_factor=25.0, final_div_factor=1e3,
