@@ -1,6 +1,7 @@
 """Train the default recipe for a number of epochs and print the test accuracy and seconds of each.
 
     python benchmarks/epochs_to_accuracy.py --epochs 4 --data-dir ./data [--out epochs.json] [-- extra flags]
+    python benchmarks/epochs_to_accuracy.py --epochs 4 --data-dir ./data --resume   # after an interruption
 
 Every epoch's test accuracy is measured for this table only; nothing is chosen on it. The final
 model is then measured again with flip test-time augmentation (--tta), for the table's last column. The README's
@@ -26,10 +27,13 @@ def main():
     parser.add_argument("--data-dir", required=True, help="folder with cifar-10-batches-py")
     parser.add_argument("--run-dir", default=None, help="run folder (default runs/epochs-<N>)")
     parser.add_argument("--out", default=None, help="JSON result (default epochs_to_accuracy_<N>.json)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --run-dir from its last checkpoint")
     args, extra = parser.parse_known_args()
     run_dir = args.run_dir or f"runs/epochs-{args.epochs}"
-    code = cifarlab(["train", "--epochs", str(args.epochs), "--data-dir", args.data_dir, "--out", run_dir,
-                     "--test-every", "1", "--overwrite", *[e for e in extra if e != "--"]])
+    start = ["--resume", run_dir] if args.resume else ["--out", run_dir, "--overwrite"]
+    code = cifarlab(["train", *start, "--epochs", str(args.epochs), "--data-dir", args.data_dir,
+                     "--test-every", "1", *[e for e in extra if e != "--"]])
     if code:
         sys.exit(code)
     rows = [line.split(",") for line in Path(run_dir, "metrics.csv").read_text().splitlines()]
