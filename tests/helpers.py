@@ -39,8 +39,13 @@ def _dump(path: Path, obj: dict, bytes_keys: bool) -> None:
         pickle.dump(obj, f, protocol=2)
 
 
-def write_cifar10(root: Path, train_per_class=20, test_per_class=10, bytes_keys=False, num_batches=5) -> Path:
-    """root/cifar-10-batches-py as the official archive lays it out; returns root."""
+def write_cifar10(root: Path, train_per_class=20, test_per_class=10, bytes_keys=False, num_batches=5,
+                  mislabelled_test=0) -> Path:
+    """root/cifar-10-batches-py as the official archive lays it out; returns root.
+
+    The synthetic classes are easy enough that a tiny model may get every test image right. Tests that need
+    misclassified images pass mislabelled_test=K: the first K test images keep their class's picture but carry
+    the next class's label, so any model that learned the pictures gets them wrong."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     train_y = balanced_labels(train_per_class, 10, 1)
@@ -51,8 +56,9 @@ def write_cifar10(root: Path, train_per_class=20, test_per_class=10, bytes_keys=
                                            "labels": train_y[idx].tolist(),
                                            "data": train_x[idx].reshape(len(idx), -1)}, bytes_keys)
     test_y = balanced_labels(test_per_class, 10, 2)
-    _dump(folder / "test_batch", {"labels": test_y.tolist(),
-                                  "data": synthetic_images(test_y, 10, 0).reshape(len(test_y), -1)}, bytes_keys)
+    test_x = synthetic_images(test_y, 10, 0)
+    test_y[:mislabelled_test] = (test_y[:mislabelled_test] + 1) % 10
+    _dump(folder / "test_batch", {"labels": test_y.tolist(), "data": test_x.reshape(len(test_y), -1)}, bytes_keys)
     names = [n.encode() for n in CLASSES10] if bytes_keys else CLASSES10
     _dump(folder / "batches.meta", {"label_names": names, "num_vis": 3072}, bytes_keys)
     return root

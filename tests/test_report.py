@@ -25,7 +25,7 @@ REPORT_FILES = ["curves.png", "misclassified.png", "misclassified.csv", "gradcam
 def trained(tmp_path_factory):
     """One small trained run with its report, shared by the tests of this file."""
     root = tmp_path_factory.mktemp("report")
-    data = write_cifar10(root / "data", train_per_class=30, test_per_class=12)
+    data = write_cifar10(root / "data", train_per_class=30, test_per_class=12, mislabelled_test=15)
     run = root / "run"
     result = train(model="compact", data_dir=str(data), epochs=3, batch_size=20, lr=0.05, precision="fp32",
                    device="cpu", progress=False, out=str(run), misclassified=10, cam_true_class=True)
