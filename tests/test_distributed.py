@@ -13,6 +13,8 @@ import yaml
 from safetensors.torch import load_file
 
 from cifarlab import evaluate_run, train
+from cifarlab.config import make_config
+from cifarlab.training import build_model
 from cifarlab.rundir import read_metrics
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -36,9 +38,11 @@ def flags(settings: dict) -> list[str]:
 
 @pytest.fixture
 def settings(cifar_dir):
-    # 75 images in global batches of 25: three steps; GroupNorm, whose statistics do not depend on the batch
+    # 15 images in global batches of 5: three steps, each split 3 + 2 between the processes, so a share
+    # weighted wrongly would count each image as 1/6 or 1/4 of the batch instead of 1/5. GroupNorm, whose
+    # statistics do not depend on the batch.
     return {"model": "compact", "norm": "group", "norm_groups": 4, "data_dir": str(cifar_dir), "epochs": 1,
-            "limit_train": 75, "batch_size": 25, "lr": 0.02, "precision": "fp32", "device": "cpu",
+            "limit_train": 15, "batch_size": 5, "lr": 0.02, "precision": "fp32", "device": "cpu",
             "progress": False, "report": False, "augment": "crop,flip,cutout,rotate"}
 
 
@@ -54,12 +58,18 @@ def test_two_processes_learn_what_one_does_and_write_the_folder_once(settings, t
     finally:
         torch.set_num_threads(2)
     mine, theirs = load_file(parent / "two" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
-    for name in mine:
-        assert torch.allclose(mine[name].float(), theirs[name].float(), atol=2e-5), name
+    start = build_model(make_config({**settings, "augment": settings["augment"].split(",")}), 10).state_dict()
+    # The processes reduce gradients in another order than one process does (differences near 1e-8), and a
+    # ReLU whose input sits that close to zero can switch, so a few weights may differ by far more than
+    # rounding. Measured on the CPUs here: the two runs differ by at most 2% of how far training moved the
+    # weights; weighting every share equally (a real bug) makes them differ by 22-31%.
+    apart = torch.cat([(mine[n].float() - theirs[n].float()).flatten() for n in mine]).norm()
+    moved = torch.cat([(theirs[n].float() - start[n].float()).flatten() for n in mine]).norm()
+    assert moved > 0 and apart <= 0.1 * moved, (apart.item(), moved.item())
     rows = read_metrics(parent / "two" / "metrics.csv")
-    assert len(rows) == 1 and rows[0]["train_loss"] == pytest.approx(one.history[0]["train_loss"], abs=1e-5)
+    assert len(rows) == 1 and rows[0]["train_loss"] == pytest.approx(one.history[0]["train_loss"], rel=1e-3)
     summary = json.loads((parent / "two" / "summary.json").read_text())
-    assert summary["test_images"] == 100 and summary["train_images"] == 75
+    assert summary["test_images"] == 100 and summary["train_images"] == 15
     # the sharded, gathered evaluation equals one process evaluating the same weights
     assert evaluate_run(parent / "two")["test_accuracy"] == summary["test_accuracy"]
 
