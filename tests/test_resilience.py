@@ -46,8 +46,10 @@ def reference(data, tmp_path_factory):
 
 
 def run_helper(cfg: dict, signal_name: str, step: int, kill_in_checkpoint=False):
+    # as many threads as this process uses, whatever OMP_NUM_THREADS says: the runs are compared bit for bit
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.run([sys.executable, str(HELPER), json.dumps(cfg), signal_name, str(step),
-                           "1" if kill_in_checkpoint else "0"], capture_output=True, text=True, timeout=300)
+                           "1" if kill_in_checkpoint else "0"], capture_output=True, text=True, timeout=300, env=env)
 
 
 def assert_same_run(run: Path, reference: Path):
