@@ -30,10 +30,11 @@ def main():
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --run-dir from its last checkpoint")
     args, extra = parser.parse_known_args()
+    extra = [e for e in extra if e != "--"]  # the flags passed on to cifarlab train
     run_dir = args.run_dir or f"runs/epochs-{args.epochs}"
     start = ["--resume", run_dir] if args.resume else ["--out", run_dir, "--overwrite"]
     code = cifarlab(["train", *start, "--epochs", str(args.epochs), "--data-dir", args.data_dir,
-                     "--test-every", "1", *[e for e in extra if e != "--"]])
+                     "--test-every", "1", *extra])
     if code:
         sys.exit(code)
     rows = [line.split(",") for line in Path(run_dir, "metrics.csv").read_text().splitlines()]

@@ -80,7 +80,7 @@ class TrainConfig:
     augment: list = _setting(["crop", "flip"], "training augmentations, comma separated, "
                              "or 'none'", choices=AUGMENTATIONS, group="augmentation")
     crop_size: int = _setting(32, "size of the random crop", check=_at_least(1), group="augmentation")
-    crop_padding: int = _setting(2, "zero padding on each side before the random crop (the assignment: 4)",
+    crop_padding: int = _setting(1, "zero padding on each side before the random crop (the assignment: 4)",
                                  check=_at_least(0), group="augmentation")
     cutout_size: int = _setting(16, "side of the CutOut square", check=_at_least(1), group="augmentation")
     rotate_degrees: float = _setting(5.0, "rotation drawn from [-d, d] degrees", check=_between(0, 180),
