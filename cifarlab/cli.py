@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from .config import FIELDS, field_kind
@@ -24,8 +25,9 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
         choices = f.metadata.get("choices")
         if choices:
             help_text += f" ({'|'.join(map(str, choices))})"
-        if f.default is not None and field_kind(f) != "bool":
-            default = ",".join(f.default) if isinstance(f.default, list) else f.default
+        default = _default_of(f)
+        if default not in (None, []) and field_kind(f) != "bool":
+            default = ",".join(map(str, default)) if isinstance(default, list) else default
             help_text += f" [default: {default}]"
         if field_kind(f) == "bool":
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
@@ -33,6 +35,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
         else:
             metavar = "A,B" if field_kind(f) == "list" else name.upper()
             group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+
+
+def _default_of(f: dataclasses.Field):
+    """A field's default; list settings keep theirs in a factory (so no two configs share one list)."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def given_settings(args: argparse.Namespace) -> dict:

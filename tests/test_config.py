@@ -80,6 +80,17 @@ def test_every_setting_has_help_text():
     assert all(f.metadata.get("help") for f in FIELDS.values())
 
 
+def test_train_help_shows_each_default_as_a_user_would_type_it():
+    from cifarlab.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: " ".join(a.help.split()) for a in train._actions if a.dest in FIELDS}
+    defaults = TrainConfig()
+    assert "[default: crop,flip]" in helps["augment"] and defaults.augment == ["crop", "flip"]
+    assert f"[default: {defaults.lr}]" in helps["lr"]
+    assert not any("MISSING" in text or "object at 0x" in text for text in helps.values())
+
+
 simple_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
                           st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
                           st.lists(st.text(max_size=8), max_size=4))
