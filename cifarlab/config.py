@@ -20,6 +20,7 @@ import yaml
 from .errors import ConfigError
 
 AUGMENTATIONS = ("crop", "flip", "cutout", "rotate")
+FLIP_MODES = ("random", "alternate")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("onecycle", "step", "cosine", "plateau", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -82,6 +83,10 @@ class TrainConfig:
     crop_size: int = _setting(32, "size of the random crop", check=_at_least(1), group="augmentation")
     crop_padding: int = _setting(1, "zero padding on each side before the random crop (the assignment: 4)",
                                  check=_at_least(0), group="augmentation")
+    flip_mode: str = _setting("random", "flip: random (a coin toss per image and epoch) or alternate (a coin "
+                              "toss per image in the first epoch, then the opposite of the epoch before: every "
+                              "image is seen both ways in any two epochs running)", choices=FLIP_MODES,
+                              group="augmentation")
     cutout_size: int = _setting(16, "side of the CutOut square", check=_at_least(1), group="augmentation")
     rotate_degrees: float = _setting(5.0, "rotation drawn from [-d, d] degrees", check=_between(0, 180),
                                      group="augmentation")

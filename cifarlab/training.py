@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .augment import Augmenter
+from .augment import Augmenter, alternating_flips
 from .checkpoint import Checkpoint, TrainingState, save_checkpoint
 from .config import TrainConfig, config_to_yaml
 from .data import DeviceLoader, Splits, load_splits, to_model_input
@@ -79,9 +79,10 @@ def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainC
     """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update.
     Returns the loss and logits, still on the device (reading them would make the host wait)."""
 
-    def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, global_size: int | None = None):
+    def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, global_size: int | None = None,
+             flip: torch.Tensor | None = None):
         share = (context.rank, context.world, global_size) if context.enabled else None
-        inputs = to_model_input(augmenter(images.float().div_(255.0), generator, share), mean, std,
+        inputs = to_model_input(augmenter(images.float().div_(255.0), generator, share, flip), mean, std,
                                 cfg.channels_last)
         with autocast(device, precision):
             logits = model(inputs)
@@ -142,9 +143,12 @@ def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg:
     bar = tqdm(total=len(loader), initial=done, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and context.main), unit="batch", dynamic_ncols=True)
     start = time.perf_counter()
+    flips = (alternating_flips(len(loader.split), epoch_seed(cfg.seed, 0, stream=3), epoch).to(device)
+             if cfg.flip_mode == "alternate" and "flip" in cfg.augment else None)
     shards = loader.shards(epoch, context.rank, context.world)
-    for index, (images, labels, global_size) in enumerate(islice(shards, done, None), done + 1):
-        loss, logits = step(images, labels, generator, global_size)
+    for index, (images, labels, global_size, positions) in enumerate(islice(shards, done, None), done + 1):
+        flip = None if flips is None else flips.index_select(0, positions)
+        loss, logits = step(images, labels, generator, global_size, flip)
         schedule.after_batch()
         loss_sum += loss * len(labels)
         correct += (logits.argmax(1) == labels).sum()

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cifarlab.augment import Augmenter, crop_at, cutout_at, flip_where, rotate_by
+from cifarlab.augment import Augmenter, alternating_flips, crop_at, cutout_at, flip_where, rotate_by
 
 
 def batch(n=6, seed=0):
@@ -151,3 +151,29 @@ def test_the_sampling_grid_is_torch_affine_grid():
     from cifarlab.augment import resample
 
     assert torch.allclose(resample(images, linear, shift), expected, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 500), seed=st.integers(0, 2**31), epoch=st.integers(1, 50))
+def test_alternating_flips_show_every_image_both_ways_in_any_two_epochs_running(n, seed, epoch):
+    this, following = alternating_flips(n, seed, epoch), alternating_flips(n, seed, epoch + 1)
+    assert this.dtype == torch.bool and this.shape == (n,)
+    assert torch.equal(this, ~following)
+    assert torch.equal(this, alternating_flips(n, seed, epoch + 2))
+
+
+def test_alternating_flips_start_from_a_seeded_coin_per_image():
+    first = alternating_flips(2000, seed=5, epoch=1)
+    assert torch.equal(first, alternating_flips(2000, seed=5, epoch=1))
+    assert not torch.equal(first, alternating_flips(2000, seed=6, epoch=1))
+    assert 0.45 < first.float().mean() < 0.55
+
+
+@pytest.mark.parametrize("names", [("flip",), ("crop", "flip")])
+def test_a_given_flip_decides_the_mirroring_and_leaves_the_other_draws_alone(names):
+    augment, images = Augmenter(names), batch(8)
+    everything, nothing = torch.ones(8, dtype=torch.bool), torch.zeros(8, dtype=torch.bool)
+    mirrored = augment(images, torch.Generator().manual_seed(1), flip=everything)
+    plain = augment(images, torch.Generator().manual_seed(1), flip=nothing)
+    assert torch.equal(mirrored, plain.flip(3))
+    assert not torch.allclose(mirrored, plain)

@@ -146,6 +146,18 @@ def test_the_loader_yields_every_image_once_per_epoch(n, batch_size):
     assert len(list(loader.batches(3))) == len(loader) == len(batch_bounds(n, batch_size))
 
 
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_each_process_share_names_the_positions_its_images_come_from(world):
+    n = 50
+    split = Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8), torch.arange(n))
+    loader = DeviceLoader(split, 8, shuffle=True, seed=2)
+    shares = [list(loader.shards(epoch=1, rank=rank, world=world)) for rank in range(world)]
+    for rank_shares in shares:
+        for images, labels, _, positions in rank_shares:
+            assert torch.equal(images, split.images[positions]) and torch.equal(labels, positions)
+    assert sorted(torch.cat([s[3] for share in shares for s in share]).tolist()) == list(range(n))
+
+
 def test_the_shuffle_is_replayable_per_epoch_and_differs_between_epochs():
     split = Split(torch.zeros(50, 3, 32, 32, dtype=torch.uint8), torch.arange(50))
     loader = DeviceLoader(split, 10, shuffle=True, seed=7)

@@ -164,3 +164,33 @@ def test_evaluate_can_switch_flip_tta_and_says_so(quick, capsys):
     assert "tta on, unlike the run" in capsys.readouterr().out
     plain = evaluate_run(quick["out"], tta=False)
     assert plain["test_accuracy"] == result.summary["test_accuracy"] and plain["tta"] is False
+
+
+@pytest.mark.parametrize("flip_mode", ["random", "alternate"])
+def test_each_training_image_is_mirrored_the_other_way_each_epoch_only_with_alternate(flip_mode):
+    from types import SimpleNamespace
+
+    from cifarlab.config import make_config
+    from cifarlab.data.datasets import Split
+    from cifarlab.data.loader import DeviceLoader
+    from cifarlab.training import train_epoch
+
+    n = 300  # each image's label is its position, so the step can tell which image got which flip
+    loader = DeviceLoader(Split(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n)), 64,
+                          shuffle=True, seed=0)
+    cfg = make_config({"flip_mode": flip_mode, "progress": False})
+    flipped = {}
+
+    def recording_step(images, labels, generator, global_size, flip):
+        if flip is not None:
+            flipped.setdefault(epoch, torch.zeros(n, dtype=torch.bool))[labels] = flip
+        return torch.zeros(()), torch.zeros(len(labels), n)
+
+    for epoch in (1, 2, 3):
+        train_epoch(torch.nn.Identity(), loader, epoch, step=recording_step,
+                    schedule=SimpleNamespace(after_batch=lambda: None), cfg=cfg, device=torch.device("cpu"))
+    if flip_mode == "random":  # the augmenter tosses its own coins
+        assert flipped == {}
+    else:
+        assert 0.4 < flipped[1].float().mean() < 0.6
+        assert torch.equal(flipped[2], ~flipped[1]) and torch.equal(flipped[3], flipped[1])

@@ -49,18 +49,19 @@ class DeviceLoader:
         return torch.randperm(n, generator=generator).to(self.device, non_blocking=True)
 
     def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels, _ in self.shards(epoch):
+        for images, labels, _, _ in self.shards(epoch):
             yield images, labels
 
     def shards(self, epoch: int = 0, rank: int = 0, world: int = 1):
-        """(images, labels, global batch size): process `rank`'s share of every global batch,
-        items rank, rank + world, ... of it. With one process, the whole batch."""
+        """(images, labels, global batch size, positions in the split): process `rank`'s share of every
+        global batch, items rank, rank + world, ... of it. With one process, the whole batch."""
         order = self.order(epoch)
         for start, end in batch_bounds(len(order), self.batch_size):
             index = order[start:end][rank::world]
             # index_select, not images[index]: on the CPU advanced indexing of a 4-d uint8 tensor
             # is over ten times slower
-            yield self.split.images.index_select(0, index), self.split.labels.index_select(0, index), end - start
+            yield (self.split.images.index_select(0, index), self.split.labels.index_select(0, index),
+                   end - start, index)
 
 
 def to_model_input(images: torch.Tensor, mean, std, channels_last: bool = True) -> torch.Tensor:
