@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 AUGMENTATIONS = ("crop", "flip", "cutout", "rotate")
 FLIP_MODES = ("random", "alternate")
+FIRST_CONV_INITS = ("random", "whiten")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("onecycle", "step", "cosine", "plateau", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -92,6 +93,10 @@ class TrainConfig:
                                      group="augmentation")
     # model
     model: str = _setting("resnet18", "model name (see `cifarlab models`)", group="model")
+    first_conv_init: str = _setting("random", "first convolution's filters: random (the model's own "
+                                    "initialisation) or whiten (the training patches' whitening directions and "
+                                    "their negatives; needs at least 2 x 3 x k x k filters)",
+                                    choices=FIRST_CONV_INITS, group="model")
     norm: str = _setting("batch", "normalisation layer: batch, layer (each sample over C,H,W), group, "
                          "ghost (Ghost BatchNorm)", choices=NORMS, group="model")
     norm_groups: int = _setting(8, "groups for --norm group (must divide every layer's channels)",

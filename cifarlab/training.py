@@ -33,6 +33,7 @@ from .distributed import SINGLE, Context, any_across, broadcast_text, sum_across
 from .interrupt import EXIT_CODES, StopRequests
 from .losses import create_loss
 from .models import count_parameters, create_model, model_args
+from .models.whiten import whiten_first_conv, whitening_fits
 from .optim import create_optimizer, create_schedule
 from .rundir import RunFolder
 from .runtime import autocast, configure_backend, make_grad_scaler, resolve_device, resolve_precision
@@ -222,6 +223,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         setting = next((name for word, name in (("divisible", "norm_groups"), ("zero_init", "zero_init_residual"))
                         if word in str(exc)), "model")
         raise ConfigError(setting, str(exc)) from None
+    if cfg.first_conv_init == "whiten" and whitening_fits(model):
+        raise ConfigError("first_conv_init", f"whiten {whitening_fits(model)} (model {cfg.model})")
     if cfg.report and cfg.misclassified:
         from .explain.gradcam import target_layer
         from .explain.report import cam_layer_name
@@ -317,6 +320,8 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
 
         tensorboard = TensorBoardLog(run.file("tensorboard"))
 
+    if cfg.first_conv_init == "whiten" and checkpoint is None:
+        whiten_first_conv(model, splits.train.images, splits.mean, splits.std)
     summary_text = model_summary(model)
     if main:
         run.write_text("model_summary.txt", summary_text + "\n")
