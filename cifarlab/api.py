@@ -11,6 +11,7 @@ from .errors import ConfigError
 # Settings that may differ when a run is resumed: none of them changes what the model learns.
 RESUMABLE = {"epochs", "progress", "device", "data_dir", "test_every", "report", "misclassified",
              "misclassified_order", "cam", "cam_layer", "cam_true_class", "tensorboard", "out", "overwrite", "tta",
+             "tta_shift",
              "compile"}
 
 
@@ -96,14 +97,18 @@ def resume_training(run_dir: str | os.PathLike, **settings):
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | None = None, device: str | None = None,
-                 tta: bool | None = None) -> dict:
-    """Re-measure a saved run's test accuracy from its model.safetensors (`tta`: override the run's)."""
+                 tta: bool | None = None, tta_shift: int | None = None) -> dict:
+    """Re-measure a saved run's test accuracy from its model.safetensors; `tta`, `tta_shift` override
+    the run's test-time augmentation (turning `tta` off also drops the run's shift)."""
+    from .config import make_config
     from .saved_run import evaluate_saved, load_run
 
     run = load_run(Path(run_dir), data_dir=data_dir, device=device)
-    run_tta = run.cfg.tta
-    if tta is not None:
-        import dataclasses
-
-        run.cfg = dataclasses.replace(run.cfg, tta=tta)
-    return {**evaluate_saved(run), "tta": run.cfg.tta, "run_tta": run_tta}
+    run_views = (run.cfg.tta, run.cfg.tta_shift)
+    overrides = {name: value for name, value in (("tta", tta), ("tta_shift", tta_shift)) if value is not None}
+    if tta is False and tta_shift is None:
+        overrides["tta_shift"] = 0
+    run.cfg = make_config(overrides, base=run.cfg)
+    views = (run.cfg.tta, run.cfg.tta_shift)
+    return {**evaluate_saved(run), "tta": run.cfg.tta, "tta_shift": run.cfg.tta_shift,
+            "same_views_as_run": views == run_views}

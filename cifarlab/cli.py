@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                           help="flip test-time augmentation (default: as the run was trained)")
+    evaluate.add_argument("--tta-shift", type=int, default=None, metavar="N",
+                          help="with --tta, also the views moved N pixels (0: flip only; default: as the run)")
 
     report = commands.add_parser("report", help="write a saved run's figures and report.html again",
                                  description="Recompute the report of a run folder from model.safetensors.")
@@ -138,12 +140,14 @@ def command_lr_find(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate_run
 
-    result = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device, tta=args.tta)
+    result = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device, tta=args.tta,
+                          tta_shift=args.tta_shift)
     print(f"test accuracy {result['test_accuracy']:.2%} ({result['test_correct']}/{result['test_images']} "
           f"test images), loss {result['test_loss']:.4f}; {result['device']}, {result['precision']}")
     recorded = result["summary_test_accuracy"]
-    if result["tta"] != result["run_tta"]:
-        print(f"(tta {'on' if result['tta'] else 'off'}, unlike the run: summary.json recorded {recorded:.2%})")
+    if not result["same_views_as_run"]:
+        views = f"on, shift {result['tta_shift']}" if result["tta_shift"] else "on" if result["tta"] else "off"
+        print(f"(tta {views}, unlike the run: summary.json recorded {recorded:.2%})")
     elif recorded is not None:
         verdict = "the same" if recorded == result["test_accuracy"] else "DIFFERENT"
         print(f"summary.json recorded {recorded:.2%}: {verdict}")

@@ -140,6 +140,9 @@ class TrainConfig:
                            else "must be whole numbers >= 0, comma separated", whole_numbers=True)
     tta: bool = _setting(False, "evaluate with flip test-time augmentation (average of the image and its "
                          "mirror)")
+    tta_shift: int = _setting(0, "with --tta, also average the image moved N pixels down-right and up-left "
+                              "(black borders, as the training crop pads), each mirrored too: 6 views; 0: flip "
+                              "only", check=_between(0, 8))
     # machine
     device: str = _setting("auto", "where to train", choices=DEVICES, group="machine")
     precision: str = _setting("auto", "auto: bf16 where the device runs it fast, fp16 on other CUDA "
@@ -271,6 +274,8 @@ def _check_together(cfg: TrainConfig) -> None:
     if cfg.scheduler == "onecycle" and not (0 <= cfg.momentum - swing and cfg.momentum + swing < 1):
         raise ConfigError("onecycle_momentum_swing", f"momentum {cfg.momentum} +/- {swing} must stay within "
                                                      "[0, 1); lower it, or 0 for a constant momentum")
+    if cfg.tta_shift and not cfg.tta:
+        raise ConfigError("tta_shift", "adds views to --tta's; give --tta too (or --tta-shift 0)")
     if len(set(cfg.augment)) != len(cfg.augment):
         raise ConfigError("augment", f"lists an augmentation twice: {','.join(cfg.augment)}")
     if "crop" in cfg.augment and cfg.crop_size > 32 + 2 * cfg.crop_padding:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import crop_at
 from .data import DeviceLoader, Split, to_model_input
 from .distributed import SINGLE, Context, gather_in_order
 from .runtime import autocast
@@ -29,37 +30,65 @@ class Evaluation:
         return len(self.labels)
 
 
+def tta_views(tta: bool, shift: int = 0) -> list[tuple[int, bool]]:
+    """The views test-time augmentation averages, as (offset, mirrored): the image itself; with `tta`
+    its mirror; with a `shift` also the image moved `shift` pixels down-right (offset 0) and up-left
+    (offset 2 x shift), each also mirrored. Offsets index the image zero-padded by `shift` on each
+    side, the way the training crop pads, so the moved views look like training crops."""
+    views = [(shift, False)]
+    if tta:
+        views.append((shift, True))
+        for offset in (0, 2 * shift) if shift else ():
+            views += [(offset, False), (offset, True)]
+    return views
+
+
+def view_of(images: torch.Tensor, shift: int, offset: int, mirrored: bool) -> torch.Tensor:
+    """One test-time view of a batch (see tta_views); the batch itself for the plain view."""
+    if offset == shift and not mirrored:
+        return images
+    n, size = len(images), images.shape[-1]
+    at = torch.full((n,), offset, device=images.device)
+    return crop_at(images, shift, size, at, at, torch.full((n,), mirrored, device=images.device))
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precision="fp32",
-                   batch_size=1000, channels_last=True, tta=False, context: Context = SINGLE) -> torch.Tensor:
-    """Logits for every image of the split, in order (float32, on the CPU). Under torchrun each
-    process predicts every world-th image and the rows are gathered, so each image counts once."""
+                   batch_size=1000, channels_last=True, tta=False, tta_shift=0,
+                   context: Context = SINGLE) -> torch.Tensor:
+    """Logits for every image of the split, in order (float32, on the CPU); under test-time augmentation
+    the mean of the views' logits (no choice is made among them). Under torchrun each process predicts
+    every world-th image and the rows are gathered, so each image counts once."""
     was_training = model.training
     model.eval()
     if context.enabled:
         mine = split.subset(torch.arange(context.rank, len(split), context.world, device=split.labels.device))
         local = predict_logits(model, mine, mean=mean, std=std, device=device, precision=precision,
-                               batch_size=batch_size, channels_last=channels_last, tta=tta).to(device)
+                               batch_size=batch_size, channels_last=channels_last, tta=tta,
+                               tta_shift=tta_shift).to(device)
         model.train(was_training)
         return gather_in_order(local, len(split), context).cpu()
     loader = DeviceLoader(split, batch_size, shuffle=False, device=device)
+    views = tta_views(tta, tta_shift)
     outputs = []
     for images, _ in loader.batches():
-        inputs = to_model_input(images, mean, std, channels_last)
-        with autocast(device, precision):
-            logits = model(inputs).float()
-            if tta:  # flip test-time augmentation: no choice is made, only both views averaged
-                logits = (logits + model(inputs.flip(3)).float()) / 2
-        outputs.append(logits)
+        logits = 0
+        for offset, mirrored in views:
+            inputs = to_model_input(view_of(images, tta_shift, offset, mirrored), mean, std, channels_last)
+            with autocast(device, precision):
+                logits = logits + model(inputs).float()
+        outputs.append(logits / len(views))
     model.train(was_training)
     return torch.cat(outputs).cpu()
 
 
 def evaluate(model: nn.Module, split: Split, *, mean, std, device, precision="fp32", batch_size=1000,
-             channels_last=True, label_smoothing=0.0, tta=False, context: Context = SINGLE) -> Evaluation:
+             channels_last=True, label_smoothing=0.0, tta=False, tta_shift=0,
+             context: Context = SINGLE) -> Evaluation:
     """Loss (the training criterion) and accuracy of the model over the whole split."""
     logits = predict_logits(model, split, mean=mean, std=std, device=device, precision=precision,
-                            batch_size=batch_size, channels_last=channels_last, tta=tta, context=context)
+                            batch_size=batch_size, channels_last=channels_last, tta=tta, tta_shift=tta_shift,
+                            context=context)
     labels = split.labels.cpu()
     loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing).item()
     accuracy = (logits.argmax(1) == labels).double().mean().item()

@@ -348,7 +348,7 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     step = step_for(cfg, trained, optimizer, scaler, splits, device, precision, context)
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
-                 label_smoothing=cfg.label_smoothing, tta=cfg.tta, context=context)
+                 label_smoothing=cfg.label_smoothing, tta=cfg.tta, tta_shift=cfg.tta_shift, context=context)
     info = model_info(cfg, splits)
     seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
     if checkpoint:

@@ -32,6 +32,8 @@ def test_defaults_are_valid_and_read_the_data_dir_from_the_environment(monkeypat
     ("nesterov", "maybe", "true or false"),
     ("label_smoothing", 1.5, "between"),
     ("lr", float("nan"), "finite"),
+    ("tta_shift", 9, "between 0 and 8"),
+    ("tta_shift", 1, "give --tta too"),
 ])
 def test_a_wrong_value_names_the_setting_and_what_is_allowed(name, value, allowed):
     with pytest.raises(ConfigError) as error:

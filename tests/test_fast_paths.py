@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision.transforms.v2 as T
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cifarlab import make_config, train
 from cifarlab.augment import Augmenter
 from cifarlab.data import DeviceLoader, Split, to_model_input
-from cifarlab.evaluate import evaluate
+from cifarlab.evaluate import evaluate, tta_views, view_of
 from cifarlab.losses import create_loss
 from cifarlab.models import create_model
 from cifarlab.optim import Schedule, create_optimizer
@@ -101,6 +103,50 @@ def test_flip_tta_averages_the_image_and_its_mirror():
         expected = (model(x) + model(x.flip(3))) / 2
     assert torch.allclose(result.logits, expected, atol=1e-5)
     assert not torch.allclose(result.logits, model(x).detach(), atol=1e-4)
+
+
+def moved(images, dy, dx):
+    """The images moved dy pixels down and dx right, black where nothing moved in (by plain slicing)."""
+    out = torch.zeros_like(images)
+    h, w = images.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(shift=st.integers(1, 8), n=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_shifted_tta_views_are_the_images_moved_diagonally_with_black_borders(shift, n, seed):
+    images = tiny_split(n, seed).images
+    views = tta_views(True, shift)
+    assert len(views) == len(set(views)) == 6
+    assert torch.equal(view_of(images, shift, shift, False), images)
+    assert torch.equal(view_of(images, shift, shift, True), images.flip(3))
+    down_right, up_left = moved(images, shift, shift), moved(images, -shift, -shift)
+    assert torch.equal(view_of(images, shift, 0, False), down_right)
+    assert torch.equal(view_of(images, shift, 2 * shift, False), up_left)
+    assert torch.equal(view_of(images, shift, 0, True), down_right.flip(3))
+    assert torch.equal(view_of(images, shift, 2 * shift, True), up_left.flip(3))
+
+
+def test_tta_views_without_tta_or_shift():
+    assert tta_views(False) == [(0, False)]
+    assert tta_views(True) == [(0, False), (0, True)]
+
+
+def test_shifted_tta_averages_the_six_views():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 10, 3), torch.nn.AdaptiveAvgPool2d((2, 2)),
+                                torch.nn.Flatten(), torch.nn.Linear(40, 10)).eval()
+    split = tiny_split(5)
+    mean, std = (0.5,) * 3, (0.25,) * 3
+    result = evaluate(model, split, mean=mean, std=std, device="cpu", tta=True, tta_shift=2, channels_last=False)
+    with torch.no_grad():
+        views = [v for d in (0, 2, -2) for m in (moved(split.images, d, d),) for v in (m, m.flip(3))]
+        expected = sum(model(to_model_input(v, mean, std, channels_last=False)) for v in views) / 6
+        flip_only = evaluate(model, split, mean=mean, std=std, device="cpu", tta=True, channels_last=False)
+    assert torch.allclose(result.logits, expected, atol=1e-5)
+    assert not torch.allclose(result.logits, flip_only.logits, atol=1e-4)
 
 
 def test_seeds_train_once_each_and_report_mean_and_std(quick):

@@ -164,6 +164,16 @@ def test_evaluate_can_switch_flip_tta_and_says_so(quick, capsys):
     assert "tta on, unlike the run" in capsys.readouterr().out
     plain = evaluate_run(quick["out"], tta=False)
     assert plain["test_accuracy"] == result.summary["test_accuracy"] and plain["tta"] is False
+    assert main(["evaluate", quick["out"], "--tta", "--tta-shift", "1"]) == 0
+    assert "tta on, shift 1, unlike the run" in capsys.readouterr().out
+    assert main(["evaluate", quick["out"], "--tta-shift", "1"]) == 2
+    assert "tta_shift: adds views to --tta's" in capsys.readouterr().err
+
+
+def test_a_run_with_shifted_tta_keeps_it_and_evaluate_agrees(quick, capsys):
+    result = train({**quick, "epochs": 1, "report": False, "tta": True, "tta_shift": 1})
+    assert result.summary["test_accuracy"] == evaluate_run(quick["out"])["test_accuracy"]
+    assert evaluate_run(quick["out"], tta=False)["tta_shift"] == 0  # no shift without the flip views
 
 
 @pytest.mark.parametrize("flip_mode", ["random", "alternate"])
