@@ -119,7 +119,7 @@ class TrainConfig:
     momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
     nesterov: bool = _setting(True, "Nesterov momentum for SGD")
     weight_decay: float = _setting(5e-4, "weight decay", check=_at_least(0))
-    label_smoothing: float = _setting(0.2, "label smoothing of the cross-entropy", check=_between(0, 0.99))
+    label_smoothing: float = _setting(0.3, "label smoothing of the cross-entropy", check=_between(0, 0.99))
     scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
     onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
                                          check=_between(0.01, 0.99))
