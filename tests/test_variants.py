@@ -73,22 +73,38 @@ def test_ghost_batchnorm_with_one_split_is_batchnorm():
 
 
 @pytest.mark.parametrize("splits", [2, 4])
-def test_ghost_batchnorm_uses_per_split_statistics(splits):
+@pytest.mark.parametrize("batch", [16, 18])  # 18 = uneven splits for 4
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_ghost_batchnorm_uses_per_split_statistics(splits, batch, channels_last):
     torch.manual_seed(1)
     ghost = GhostBatchNorm2d(3, splits=splits, momentum=0.1)
-    x = torch.randn(16, 3, 4, 4) * torch.arange(1, 17).view(16, 1, 1, 1)  # splits differ in scale
+    with torch.no_grad():
+        ghost.weight.uniform_(0.5, 2)
+        ghost.bias.uniform_(-1, 1)
+    x = torch.randn(batch, 3, 4, 4) * torch.arange(1, batch + 1).view(batch, 1, 1, 1)  # splits differ in scale
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
     out = ghost(x)
-    means, variances = [], []
-    for k, chunk in enumerate(x.chunk(splits)):
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    reference, means, variances = [], [], []
+    for chunk in x.tensor_split(splits):
         mean = chunk.mean((0, 2, 3), keepdim=True)
         var = chunk.var((0, 2, 3), unbiased=False, keepdim=True)
-        expected = (chunk - mean) / torch.sqrt(var + ghost.eps)
-        assert torch.allclose(out.chunk(splits)[k], expected, atol=1e-5)
-        means.append(mean.flatten())
-        variances.append(chunk.var((0, 2, 3), unbiased=True))
+        normalised = (chunk - mean) / torch.sqrt(var + ghost.eps)
+        reference.append(normalised * ghost.weight.view(1, 3, 1, 1) + ghost.bias.view(1, 3, 1, 1))
+        means.append(mean.flatten().detach())
+        variances.append(chunk.var((0, 2, 3), unbiased=True).detach())
+    reference = torch.cat(reference)
+    assert torch.allclose(out, reference, atol=1e-4)
+    upstream = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, ghost.weight, ghost.bias), upstream)
+    expected_grads = torch.autograd.grad(reference, (x, ghost.weight, ghost.bias), upstream)
+    for got, expected in zip(grads, expected_grads):
+        assert torch.allclose(got, expected, atol=1e-3, rtol=1e-4)
     assert torch.allclose(ghost.running_mean, 0.1 * torch.stack(means).mean(0), atol=1e-6)
     assert torch.allclose(ghost.running_var, 0.9 + 0.1 * torch.stack(variances).mean(0), atol=1e-5)
-    whole_batch = F.batch_norm(x, None, None, training=True)
+    whole_batch = F.batch_norm(x, None, None, ghost.weight, ghost.bias, training=True)
     assert not torch.allclose(out, whole_batch, atol=1e-3)
 
 
