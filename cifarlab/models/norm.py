@@ -33,7 +33,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         if len(x) % splits == 0:
             out = self._normalise_equal_splits(x, splits, running_mean, running_var)
         else:
-            out = torch.cat([self._batch_norm(chunk, mean, var) for chunk, mean, var
+            out = torch.cat([self._batch_norm(chunk, mean, var, self.weight, self.bias) for chunk, mean, var
                              in zip(x.tensor_split(splits), running_mean, running_var)])
         with torch.no_grad():  # the mean of the updated copies is the update by the splits' mean statistics
             self.running_mean.copy_(running_mean.mean(0))
@@ -41,9 +41,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
             self.num_batches_tracked += 1
         return out
 
-    def _batch_norm(self, x, running_mean, running_var, weight=None, bias=None):
-        weight = self.weight if weight is None else weight
-        bias = self.bias if bias is None else bias
+    def _batch_norm(self, x, running_mean, running_var, weight, bias):
         return F.batch_norm(x, running_mean, running_var, weight, bias, True, self.momentum, self.eps)
 
     def _normalise_equal_splits(self, x, splits, running_mean, running_var):
@@ -51,19 +49,14 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         channel c of split s becomes channel s*C + c of an (N/splits, splits*C, H, W) tensor."""
         n, c, h, w = x.shape
         grouped = x.unflatten(0, (splits, n // splits)).transpose(0, 1).reshape(n // splits, splits * c, h, w)
-        out = self._batch_norm(grouped, running_mean.view(-1), running_var.view(-1),
-                               self.weight.repeat(splits), self.bias.repeat(splits))
-        out = out.unflatten(1, (splits, c)).transpose(0, 1).reshape(n, c, h, w)
-        return out.contiguous(memory_format=_memory_format_of(x))
+        normalised = self._batch_norm(grouped, running_mean.view(-1), running_var.view(-1),
+                                      self.weight.repeat(splits), self.bias.repeat(splits))
+        out = torch.empty_like(x)  # in x's memory format: channels_last stays channels_last
+        out.unflatten(0, (splits, n // splits)).copy_(normalised.unflatten(1, (splits, c)).transpose(0, 1))
+        return out
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", splits={self.splits}"
-
-
-def _memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
-        return torch.contiguous_format
-    return torch.channels_last
 
 
 def layer_norm(channels: int) -> nn.GroupNorm:
