@@ -24,6 +24,7 @@ FLIP_MODES = ("random", "alternate")
 FIRST_CONV_INITS = ("random", "whiten")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("onecycle", "step", "cosine", "plateau", "none")
+ONECYCLE_ANNEALS = ("linear", "cos")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("cifar10", "cifar100")
@@ -123,6 +124,9 @@ class TrainConfig:
     scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
     onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
                                          check=_between(0.01, 0.99))
+    onecycle_anneal: str = _setting("linear", "onecycle: shape of the lr's rise and fall, linear (a triangle, as in "
+                                    "fast CIFAR-10 schedules) or cos (half cosines, torch's default)",
+                                    choices=ONECYCLE_ANNEALS)
     onecycle_momentum_swing: float = _setting(0.05, "onecycle with sgd: the momentum starts at --momentum plus "
                                               "this, falls to --momentum minus this at the peak lr and climbs "
                                               "back (Smith's 1cycle); 0: --momentum throughout",

@@ -76,7 +76,7 @@ def create_schedule(optimizer, cfg, steps_per_epoch: int) -> Schedule:
         # SGD's momentum moves against the lr around --momentum (0.95 -> 0.85 -> 0.95 by default).
         swing = momentum_swing(cfg)
         return Schedule(sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
-                                         pct_start=pct_start, anneal_strategy="linear",
+                                         pct_start=pct_start, anneal_strategy=cfg.onecycle_anneal,
                                          div_factor=25.0, final_div_factor=1e3,
                                          cycle_momentum=swing > 0, base_momentum=cfg.momentum - swing,
                                          max_momentum=cfg.momentum + swing),

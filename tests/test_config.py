@@ -26,6 +26,7 @@ def test_defaults_are_valid_and_read_the_data_dir_from_the_environment(monkeypat
     ("epochs", 2.5, "whole number"),
     ("optimizer", "lbfgs", "sgd"),
     ("scheduler", "cyclic", "onecycle"),
+    ("onecycle_anneal", "cosine", "linear"),
     ("precision", "fp8", "bf16"),
     ("device", "tpu", "cuda"),
     ("data", "/no/such/folder", "cifar10"),

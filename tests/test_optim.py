@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -56,3 +57,16 @@ def test_momentum_off_stays_off_whatever_the_swing():
 def test_a_swing_leaving_zero_to_one_is_refused_by_name(momentum, swing):
     with pytest.raises(ConfigError, match="onecycle_momentum_swing"):
         make_config({"momentum": momentum, "onecycle_momentum_swing": swing})
+
+
+@pytest.mark.parametrize("anneal, to_phase", [
+    ("linear", lambda u: 1 - u),
+    ("cos", lambda u: np.arccos(np.clip(2 * u - 1, -1, 1)) / np.pi),  # u = (1 + cos(pi * phase)) / 2
+])
+def test_the_onecycle_fall_has_the_shape_asked_for(anneal, to_phase):
+    """Mapped back through its own shape, the fall from the peak must advance by equal steps."""
+    lrs, _ = lrs_and_momenta({"onecycle_anneal": anneal}, steps=40)
+    peak, bottom = lrs.index(max(lrs)), lrs.index(min(lrs))
+    fall = np.array(lrs[peak:bottom + 1])
+    phase = to_phase((fall - fall[-1]) / (fall[0] - fall[-1]))
+    assert len(fall) > 20 and np.diff(phase) == pytest.approx([1 / (len(fall) - 1)] * (len(fall) - 1), abs=1e-6)
