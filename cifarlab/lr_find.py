@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 from matplotlib.figure import Figure
 
+from .optim import set_lr
+
 
 @dataclass
 class RangeTest:
@@ -23,11 +25,6 @@ class RangeTest:
     raw_losses: list[float]
     suggestion: float
     diverged: bool
-
-
-def set_lr(optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 def suggest_lr(lrs: list[float], losses: list[float], skip_start: int = 10) -> float:

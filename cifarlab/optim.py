@@ -1,7 +1,9 @@
 """Optimizer and learning-rate schedule factories.
 
 Weight decay applies to the weights of convolutions and linear layers only: decaying the scale and
-shift of normalisation layers or biases only fights the normalisation.
+shift of normalisation layers or biases only fights the normalisation. Those parameters form a group of
+their own whose lr is `--lr` times `--norm-lr-scale`; each group carries its multiplier as "lr_scale",
+which every schedule and the LR range test honour.
 """
 
 from __future__ import annotations
@@ -12,14 +14,22 @@ from torch import nn
 from .config import momentum_swing
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def parameter_groups(model: nn.Module, cfg) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    scale = cfg.norm_lr_scale
+    return [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0, "lr": cfg.lr},
+            {"params": no_decay, "weight_decay": 0.0, "lr_scale": scale, "lr": cfg.lr * scale}]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set `lr` as the base learning rate: each group gets it times its own "lr_scale"."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def create_optimizer(model: nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, cfg.weight_decay)
+    groups = parameter_groups(model, cfg)
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
@@ -75,7 +85,8 @@ def create_schedule(optimizer, cfg, steps_per_epoch: int) -> Schedule:
         pct_start = min(max(cfg.onecycle_pct_start, 2 / total_steps), 1 - 2 / total_steps)
         # SGD's momentum moves against the lr around --momentum (0.95 -> 0.85 -> 0.95 by default).
         swing = momentum_swing(cfg)
-        return Schedule(sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
+        peaks = [cfg.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+        return Schedule(sched.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps,
                                          pct_start=pct_start, anneal_strategy=cfg.onecycle_anneal,
                                          div_factor=25.0, final_div_factor=1e3,
                                          cycle_momentum=swing > 0, base_momentum=cfg.momentum - swing,

@@ -27,6 +27,7 @@ def test_defaults_are_valid_and_read_the_data_dir_from_the_environment(monkeypat
     ("optimizer", "lbfgs", "sgd"),
     ("scheduler", "cyclic", "onecycle"),
     ("onecycle_anneal", "cosine", "linear"),
+    ("norm_lr_scale", 0, "> 0"),
     ("precision", "fp8", "bf16"),
     ("device", "tpu", "cuda"),
     ("data", "/no/such/folder", "cifar10"),

@@ -70,3 +70,54 @@ def test_the_onecycle_fall_has_the_shape_asked_for(anneal, to_phase):
     fall = np.array(lrs[peak:bottom + 1])
     phase = to_phase((fall - fall[-1]) / (fall[0] - fall[-1]))
     assert len(fall) > 20 and np.diff(phase) == pytest.approx([1 / (len(fall) - 1)] * (len(fall) - 1), abs=1e-6)
+
+
+def norm_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 36, 2))
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine", "step", "none"])
+def test_norm_lr_scale_multiplies_the_lr_of_norms_and_biases_at_every_step(scheduler):
+    cfg = make_config({"optimizer": "sgd", "scheduler": scheduler, "lr": 0.1, "epochs": 2, "step_size": 1,
+                       "norm_lr_scale": 8})
+    model = norm_net()
+    optimizer = create_optimizer(model, cfg, torch.device("cpu"))
+    weights, norms_and_biases = ({id(p) for p in group["params"]} for group in optimizer.param_groups)
+    assert weights == {id(model[0].weight), id(model[3].weight)}
+    assert norms_and_biases == {id(model[1].weight), id(model[1].bias), id(model[3].bias)}
+    schedule = create_schedule(optimizer, cfg, steps_per_epoch=10)
+    base = []
+    for step in range(20):
+        base.append(optimizer.param_groups[0]["lr"])
+        assert optimizer.param_groups[1]["lr"] == pytest.approx(8 * base[-1], rel=1e-9)
+        model(torch.ones(2, 3, 8, 8)).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.after_batch()
+        if step % 10 == 9:
+            schedule.after_epoch()
+    assert max(base) == pytest.approx(0.1, rel=0.05)  # --lr stays the lr of the weights
+
+
+def test_norm_lr_scale_moves_a_norms_shift_that_many_times_as_far():
+    moves = []
+    for scale in (1, 4):
+        cfg = make_config({"optimizer": "sgd", "scheduler": "none", "lr": 0.01, "momentum": 0,
+                           "norm_lr_scale": scale})
+        torch.manual_seed(0)
+        model = norm_net()
+        before = model[1].bias.detach().clone(), model[0].weight.detach().clone()
+        optimizer = create_optimizer(model, cfg, torch.device("cpu"))
+        model(torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)))[:, 0].sum().backward()
+        optimizer.step()
+        moves.append([(model[1].bias - before[0]).abs().sum().item(), (model[0].weight - before[1]).abs().sum().item()])
+    (shift_1, weight_1), (shift_4, weight_4) = moves
+    assert shift_1 > 0 and shift_4 == pytest.approx(4 * shift_1, rel=1e-5)
+    assert weight_4 == pytest.approx(weight_1, rel=1e-5)
+
+
+def test_the_lr_range_test_sets_each_group_its_scaled_lr():
+    from cifarlab.optim import set_lr
+    optimizer = create_optimizer(norm_net(), make_config({"norm_lr_scale": 0.5}), torch.device("cpu"))
+    set_lr(optimizer, 0.2)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.2, 0.1]
