@@ -120,7 +120,7 @@ class TrainConfig:
     momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
     nesterov: bool = _setting(True, "Nesterov momentum for SGD")
     weight_decay: float = _setting(5e-4, "weight decay", check=_at_least(0))
-    norm_lr_scale: float = _setting(1.0, "the lr of normalisation scales and shifts and of biases (the "
+    norm_lr_scale: float = _setting(32.0, "the lr of normalisation scales and shifts and of biases (the "
                                     "parameters without weight decay) is --lr times this", check=_positive)
     label_smoothing: float = _setting(0.3, "label smoothing of the cross-entropy", check=_between(0, 0.99))
     scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
