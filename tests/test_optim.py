@@ -5,7 +5,7 @@ from torch import nn
 
 from cifarlab import make_config
 from cifarlab.errors import ConfigError
-from cifarlab.optim import create_optimizer, create_schedule
+from cifarlab.optim import create_optimizer, create_schedule, set_lr
 
 
 def lrs_and_momenta(settings: dict, steps: int = 20, schedule_steps: int | None = None):
@@ -117,7 +117,6 @@ def test_norm_lr_scale_moves_a_norms_shift_that_many_times_as_far():
 
 
 def test_the_lr_range_test_sets_each_group_its_scaled_lr():
-    from cifarlab.optim import set_lr
     optimizer = create_optimizer(norm_net(), make_config({"norm_lr_scale": 0.5}), torch.device("cpu"))
     set_lr(optimizer, 0.2)
     assert [group["lr"] for group in optimizer.param_groups] == [0.2, 0.1]
