@@ -101,8 +101,10 @@ def _join_optimizer(tensors: dict, meta: dict) -> dict:
 
 
 def save_checkpoint(run_dir: Path, *, model, optimizer, schedule, scaler, state: TrainingState,
-                    model_info: dict) -> Path:
+                    model_info: dict, ema=None) -> Path:
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().contiguous().cpu() for k, v in ema.state_dict().items()})
     optim_tensors, optim_meta = _split_optimizer(optimizer.state_dict())
     rng_tensors, rng_meta = _rng_state()
     tensors.update(optim_tensors)
@@ -112,6 +114,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, schedule, scaler, state:
             tensors[f"partial.{key}"] = value.detach().contiguous().cpu()
     meta = {"format": FORMAT, "model_info": model_info, "optimizer": optim_meta,
             "scheduler": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_meta,
+            "ema_updates": ema.updates if ema is not None else None,
             "state": {"epoch": state.epoch, "step": state.step, "history": state.history,
                       "train_seconds": state.train_seconds, "lr": state.lr,
                       "partial": {k: v for k, v in state.partial.items() if not torch.is_tensor(v)}}}
@@ -135,15 +138,16 @@ class Checkpoint:
     def state(self) -> TrainingState:
         s = self.meta["state"]
         partial = dict(s["partial"])
-        partial.update({k[len("partial."):]: v for k, v in self.tensors.items() if k.startswith("partial.")})
+        partial.update(self._prefixed("partial."))
         return TrainingState(s["epoch"], s["step"], s["history"], s["train_seconds"], partial, s.get("lr"))
 
-    def restore(self, *, model, optimizer, schedule, scaler) -> None:
+    def restore(self, *, model, optimizer, schedule, scaler, ema=None) -> None:
         """Load every state into freshly built objects; a mismatch is a clear CifarlabError."""
-        weights = {k[len("model."):]: v for k, v in self.tensors.items() if k.startswith("model.")}
         try:
-            model.load_state_dict(weights)
+            model.load_state_dict(self._prefixed("model."))
             optimizer.load_state_dict(_join_optimizer(self.tensors, self.meta["optimizer"]))
+            if ema is not None:
+                ema.load_state_dict(self._prefixed("ema."), self.meta["ema_updates"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CifarlabError(f"the checkpoint does not fit this model and optimizer: {exc}") from None
         keep_param_layouts(optimizer)
@@ -151,6 +155,9 @@ class Checkpoint:
         if self.meta["scaler"]:  # empty for a disabled (non-fp16) scaler
             scaler.load_state_dict(self.meta["scaler"])
         _restore_rng(self.tensors, self.meta["rng"])
+
+    def _prefixed(self, prefix: str) -> dict:
+        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
 
 def keep_param_layouts(optimizer) -> None:

@@ -123,6 +123,10 @@ class TrainConfig:
     norm_lr_scale: float = _setting(32.0, "the lr of normalisation scales and shifts and of biases (the "
                                     "parameters without weight decay) is --lr times this", check=_positive)
     label_smoothing: float = _setting(0.3, "label smoothing of the cross-entropy", check=_between(0, 0.99))
+    ema_decay: float = _setting(0.0, "keep an exponential moving average of the weights (and BatchNorm "
+                                "statistics) over about 1 / (1 - decay) steps, e.g. 0.99, and evaluate, save and "
+                                "explain it instead of the last weights; 0: off",
+                                check=lambda v: None if 0 <= v < 1 else "must be >= 0 and < 1")
     scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
     onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
                                          check=_between(0.01, 0.99))

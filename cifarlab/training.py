@@ -26,6 +26,7 @@ from .checkpoint import Checkpoint, TrainingState, save_checkpoint
 from .config import TrainConfig, config_to_yaml
 from .data import DeviceLoader, Splits, load_splits, to_model_input
 from .data.loader import epoch_seed
+from .ema import WeightAverage
 from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
 from . import distributed
@@ -76,9 +77,10 @@ def model_info(cfg: TrainConfig, splits: Splits) -> dict:
 
 
 def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainConfig, device, precision,
-                    mean, std, context: Context = SINGLE):
-    """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update.
-    Returns the loss and logits, still on the device (reading them would make the host wait)."""
+                    mean, std, context: Context = SINGLE, ema: WeightAverage | None = None):
+    """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update (and move
+    the weight average `ema` towards the new weights). Returns the loss and logits, still on the device
+    (reading them would make the host wait)."""
 
     def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, global_size: int | None = None,
              flip: torch.Tensor | None = None):
@@ -95,17 +97,19 @@ def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainC
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update()
         return loss.detach(), logits.detach()
 
     return step
 
 
 def step_for(cfg: TrainConfig, model, optimizer, scaler, splits: Splits, device, precision,
-             context: Context = SINGLE):
+             context: Context = SINGLE, ema: WeightAverage | None = None):
     """The training step a config asks for: its augmentations, loss and input normalisation."""
     return make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
                            loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
-                           precision=precision, mean=splits.mean, std=splits.std, context=context)
+                           precision=precision, mean=splits.mean, std=splits.std, context=context, ema=ema)
 
 
 class Interrupted(Exception):
@@ -336,6 +340,8 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         if cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    final = ema.module if ema else model  # the model that is evaluated, saved and explained
 
     train_loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
     val_split = splits.val.to(device) if splits.val is not None else None
@@ -345,20 +351,20 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     scaler = make_grad_scaler(device, precision)
     if cfg.compile:
         trained = torch.compile(trained)
-    step = step_for(cfg, trained, optimizer, scaler, splits, device, precision, context)
+    step = step_for(cfg, trained, optimizer, scaler, splits, device, precision, context, ema)
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
                  label_smoothing=cfg.label_smoothing, tta=cfg.tta, tta_shift=cfg.tta_shift, context=context)
     info = model_info(cfg, splits)
     seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
     if checkpoint:
-        checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler)
+        checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, ema=ema)
         say(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
 
     def save_state(new_state: TrainingState) -> None:
         if main:
             save_checkpoint(run.path, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,
-                            state=new_state, model_info=info)
+                            state=new_state, model_info=info, ema=ema)
 
     workers = f" x {context.world} processes" if context.enabled else ""
     say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
@@ -381,11 +387,11 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         train_seconds += stats["train_seconds"] - (partial["seconds"] if partial else 0.0)
         row = {"epoch": epoch, "lr": lr, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"]}
         if val_split is not None:
-            val_eval = evaluate(model, val_split, **judge)
+            val_eval = evaluate(final, val_split, **judge)
             row.update(val_loss=val_eval.loss, val_acc=val_eval.accuracy)
         last = epoch == cfg.epochs
         if last or (cfg.test_every and epoch % cfg.test_every == 0):
-            test_eval = evaluate(model, test_split, **judge)
+            test_eval = evaluate(final, test_split, **judge)
             row.update(test_loss=test_eval.loss, test_acc=test_eval.accuracy)
         schedule.after_epoch(row.get("val_loss", row["train_loss"]))
         row.update(epoch_seconds=time.perf_counter() - epoch_start,
@@ -401,9 +407,9 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
             raise interrupted(stop.signal, run, epoch + 1, 0)
 
     if test_eval is None:  # resumed after the last epoch's checkpoint: measure the final model now
-        test_eval = evaluate(model, test_split, **judge)
+        test_eval = evaluate(final, test_split, **judge)
     if main:
-        save_model(run.file("model.safetensors"), model, info)
+        save_model(run.file("model.safetensors"), final, info)
     summary = {
         "model": cfg.model, "params": count_parameters(model), "data": cfg.data, "classes": splits.classes,
         "epochs": cfg.epochs, "test_accuracy": test_eval.accuracy, "test_loss": test_eval.loss,
@@ -413,14 +419,14 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         "device": str(device), "precision": precision, "seed": cfg.seed, "lr": cfg.lr, "run_dir": str(run.path),
     }
     if not main:
-        return RunResult(summary, history, run.path, model)
+        return RunResult(summary, history, run.path, final)
     run.write_json("summary.json", summary)
     if cfg.report:
         from .explain.report import write_report
 
         print("writing the report (curves, per-class accuracy, confusion matrix, misclassified, Grad-CAM)...",
               flush=True)
-        write_report(run, model=model, info=info, cfg=cfg, test_split=test_split,
+        write_report(run, model=final, info=info, cfg=cfg, test_split=test_split,
                      evaluation=test_eval, history=history, summary=summary, device=device)
     if tensorboard:
         tensorboard.figures(run.path, cfg.epochs)
@@ -428,7 +434,7 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     print(f"test accuracy {summary['test_accuracy']:.2%} ({summary['test_correct']}/{summary['test_images']} "
           f"test images, final model); run folder {run.path}"
           + (f", report {run.file('report.html')}" if cfg.report else ""), flush=True)
-    return RunResult(summary, history, run.path, model)
+    return RunResult(summary, history, run.path, final)
 
 
 def interrupted(signum: int, run: RunFolder, epoch: int, step: int) -> TrainingInterrupted:

@@ -95,6 +95,17 @@ def test_a_signal_saves_a_mid_epoch_checkpoint_and_resume_is_exact(data, referen
     assert_same_run(out, reference)
 
 
+def test_the_weight_average_of_ema_resumes_exactly(data, tmp_path):
+    reference = tmp_path / "reference"
+    train(**settings_for(data, reference, ema_decay=0.8))
+    out = tmp_path / "run"
+    stopped = run_helper(settings_for(data, out, ema_decay=0.8), "SIGTERM", 8)  # epoch 2, step 3
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert load_checkpoint(out).meta["ema_updates"] == 8
+    train(resume=str(out))
+    assert_same_run(out, reference)
+
+
 def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(data, reference, tmp_path):
     out = tmp_path / "run"
     killed = run_helper(settings_for(data, out), "SIGKILL", 0, kill_in_checkpoint=True)
