@@ -1,8 +1,12 @@
+import re
+
 import pytest
 import torch
+import torchinfo
 
 from cifarlab.models import count_parameters, create_model, model_names
 from cifarlab.models.compact import receptive_field
+from cifarlab.summary import model_summary
 
 
 @pytest.mark.parametrize("name, params", [("resnet18", 11_173_962), ("resnet34", 21_282_122)])
@@ -37,3 +41,13 @@ def test_unknown_model_is_refused():
     with pytest.raises(ValueError, match="resnet18"):
         create_model("resnet1000")
     assert "resnet18" in model_names()
+
+
+def test_model_summary_gives_mult_adds_in_millions_with_a_plain_unit_label():
+    model = create_model("resnet18", num_classes=10)
+    text = model_summary(model)
+    total = torchinfo.summary(model, input_size=(1, 3, 32, 32), device="cpu", mode="eval", verbose=0).total_mult_adds
+    line = next(line for line in text.splitlines() if line.startswith("Total mult-adds"))
+    assert re.fullmatch(r"Total mult-adds \(M\): [0-9.]+", line), line
+    assert float(line.split(": ")[1]) == pytest.approx(total / 1e6, abs=0.01)
+    assert f"{count_parameters(model):,}" in text
