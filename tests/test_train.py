@@ -8,9 +8,11 @@ import pytest
 import torch
 import yaml
 
-from cifarlab import evaluate_run, train
+from cifarlab import evaluate_run, runtime, train
 from cifarlab.cli import main
+from cifarlab.config import make_config
 from cifarlab.rundir import METRIC_COLUMNS, read_metrics
+from cifarlab.training import prepare
 from cifarlab.weights import load_model
 
 RUN_FILES = {"config.yaml", "metrics.csv", "summary.json", "model.safetensors", "model_summary.txt"}
@@ -48,8 +50,8 @@ def test_cli_train_writes_a_complete_run_folder(quick, capsys):
 
 
 def test_evaluate_prints_exactly_the_summary_accuracy(quick, capsys):
-    # auto precision: bf16 on a CPU that runs it fast, so the exactness covers mixed precision too
-    result = train({**quick, "precision": "auto", "epochs": 1})
+    # bf16 asked for by name, so the exactness covers mixed precision on any CPU (auto is fp32 without bf16 units)
+    result = train({**quick, "precision": "bf16", "epochs": 1})
     assert main(["evaluate", quick["out"]]) == 0
     assert "the same" in capsys.readouterr().out
     again = evaluate_run(quick["out"])
@@ -204,3 +206,16 @@ def test_each_training_image_is_mirrored_the_other_way_each_epoch_only_with_alte
     else:
         assert 0.4 < flipped[1].float().mean() < 0.6
         assert torch.equal(flipped[2], ~flipped[1]) and torch.equal(flipped[3], flipped[1])
+
+
+@pytest.mark.parametrize("asked, fast_bf16, resolved, noted", [
+    ("auto", True, "bf16", False), ("auto", False, "fp32", False),
+    ("bf16", True, "bf16", False), ("bf16", False, "bf16", True), ("fp32", False, "fp32", False)])
+def test_bf16_is_auto_only_where_the_cpu_runs_it_and_noted_where_it_is_emulated(quick, monkeypatch, capsys, asked,
+                                                                                fast_bf16, resolved, noted):
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
+    _, precision, _ = prepare(make_config({**quick, "precision": asked}))
+    err = capsys.readouterr().err
+    assert precision == resolved
+    assert ("bf16 on a CPU without AVX512-BF16 or AMX is emulated" in err) == noted
+    assert err.count("\n") == int(noted)
