@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cifarlab.runtime import cpu_has_fast_bf16
+
 
 def benchmark_images(data_dir: str | None, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 3, 32, 32) images and labels: the CIFAR-10 training split when `data_dir` holds it,
@@ -58,8 +60,22 @@ def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict,
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (platform.processor() is empty on most Linux builds)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor())
+
+
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "torch": str(torch.__version__),
+    """What the numbers depend on: the CPU and the vector instructions PyTorch uses on it (bf16 is fast
+    only with AVX512-BF16 or AMX), the library versions, the threads and any GPU."""
+    return {"platform": platform.platform(), "processor": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "fast_bf16": cpu_has_fast_bf16(),
+            "torch": str(torch.__version__),
             "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
             else None, "numpy": np.__version__}
 

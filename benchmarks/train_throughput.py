@@ -126,12 +126,15 @@ def main():
     ours_rate, ref_rate, bare_rate = (rates[k] for k in contenders)
     result = {"benchmark": "train_throughput", "device": str(device), "precision": precision,
               "batch_size": args.batch_size, "images_per_sec": rates,
-              "speedup_vs_reference": ours_rate / ref_rate, "fraction_of_bare_model": ours_rate / bare_rate}
+              "speedup_vs_reference": ours_rate / ref_rate, "fraction_of_bare_model": ours_rate / bare_rate,
+              "bare_model_vs_reference": bare_rate / ref_rate}
     report("training throughput (median images/s)", [
         ("cifarlab", f"{ours_rate:8.1f}"), ("reference (kuangliu main.py)", f"{ref_rate:8.1f}"),
         (f"bare model ({precision})", f"{bare_rate:8.1f}"),
         ("cifarlab / reference", f"{ours_rate / ref_rate:8.2f}x   (target >= 2.2x on the CPU)"),
-        ("cifarlab / bare model", f"{ours_rate / bare_rate:8.1%}   (target >= 95%)")], result, args.out)
+        ("cifarlab / bare model", f"{ours_rate / bare_rate:8.1%}   (target >= 95%)"),
+        ("bare model / reference", f"{bare_rate / ref_rate:8.2f}x   (the most any loop could gain here at "
+                                   f"{precision})")], result, args.out)
 
 
 if __name__ == "__main__":

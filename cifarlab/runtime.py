@@ -49,14 +49,13 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "fp32"
 
 
-def emulated_bf16_note(precision: str, device: torch.device) -> str | None:
-    """A line for the user who asked for bf16 on a CPU that has no bf16 instructions: oneDNN then emulates
-    bf16 convolutions, and a ResNet18 training step ran 16 times slower than in fp32 on one (an AVX2-only
-    AMD EPYC: 2.4 against 39 img/s). It is allowed, since the numbers are right, only slow."""
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
-        return ("precision bf16 on a CPU without AVX512-BF16 or AMX is emulated and many times slower than "
-                "fp32; --precision auto picks fp32 on this CPU")
-    return None
+def bf16_is_emulated(precision: str, device: torch.device) -> bool:
+    """bf16 on a CPU without bf16 instructions: oneDNN emulates its convolutions, right but slow (a ResNet18
+    training step ran 16 times slower than in fp32 on an AVX2-only AMD EPYC: 2.4 against 39 img/s)."""
+    return precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16()
+
+
+EMULATED_BF16 = "this CPU has no AVX512-BF16 or AMX, so bf16 is emulated and many times slower than fp32"
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

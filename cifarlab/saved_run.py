@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .data.datasets import load_test_split
 from .errors import CifarlabError
 from .evaluate import Evaluation, evaluate
 from .rundir import RunFolder
-from .runtime import resolve_device, resolve_precision
+from .runtime import EMULATED_BF16, bf16_is_emulated, resolve_device, resolve_precision
 from .weights import load_model
 
 
@@ -46,6 +47,9 @@ def load_run(path: Path, data_dir: str | None = None, device: str | None = None,
     # On the run's own kind of device, the run's precision, so the numbers agree exactly.
     same_kind = target.type == str(summary.get("device", "")).split(":")[0]
     precision = summary.get("precision", "fp32") if same_kind else resolve_precision("auto", target)
+    if bf16_is_emulated(precision, target):
+        print(f"cifarlab: note: the run trained in bf16, so it is evaluated in bf16 to give its own numbers; "
+              f"{EMULATED_BF16}", file=sys.stderr)
     return SavedRun(folder, cfg, summary, model, info, target, precision)
 
 

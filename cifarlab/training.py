@@ -38,8 +38,8 @@ from .models import count_parameters, create_model, model_args
 from .models.whiten import whiten_first_conv, whitening_fits
 from .optim import create_optimizer, create_schedule
 from .rundir import RunFolder
-from .runtime import (autocast, configure_backend, emulated_bf16_note, make_grad_scaler, resolve_device,
-                      resolve_precision)
+from .runtime import (EMULATED_BF16, autocast, bf16_is_emulated, configure_backend, make_grad_scaler,
+                      resolve_device, resolve_precision)
 from .summary import model_summary
 from .weights import save_model
 
@@ -209,9 +209,8 @@ def prepare(cfg: TrainConfig, context: Context = SINGLE):
     if context.enabled and cfg.batch_size < context.world:
         raise ConfigError("batch_size", f"must be at least the number of processes ({context.world})")
     precision = resolve_precision(cfg.precision, device)
-    note = emulated_bf16_note(precision, device)
-    if note and context.main:
-        print(f"cifarlab: note: {note}", file=sys.stderr)
+    if bf16_is_emulated(precision, device) and context.main:
+        print(f"cifarlab: note: --precision bf16: {EMULATED_BF16}; --precision auto picks fp32 here", file=sys.stderr)
     if cfg.tensorboard:
         from .explain.tensorboard import check_available
 
