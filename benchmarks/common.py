@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifarlab.runtime import cpu_has_fast_bf16
+from cifarlab.runtime import cpu_has_fast_bf16, cpu_model
 
 
 def benchmark_images(data_dir: str | None, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,16 +58,6 @@ def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict,
             print(f"  window {window}{' (warm-up)' if window == 0 else ''}: {name:<28} "
                   f"{rate:9.1f} img/s", flush=True)
     return {name: statistics.median(values) for name, values in rates.items()}
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (platform.processor() is empty on most Linux builds)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor())
 
 
 def machine() -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from pathlib import Path
 
 import torch
@@ -26,13 +27,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, or '' where there is none (macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX, where oneDNN runs bf16 convolutions natively."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (platform.processor() is empty on most Linux builds)."""
+    return next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines()
+                 if line.startswith("model name")), platform.processor())
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
