@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifarlab.runtime import cpu_has_fast_bf16, cpu_model
+from cifarlab.runtime import hardware
 
 
 def benchmark_images(data_dir: str | None, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,11 +63,8 @@ def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict,
 def machine() -> dict:
     """What the numbers depend on: the CPU and the vector instructions PyTorch uses on it (bf16 is fast
     only with AVX512-BF16 or AMX), the library versions, the threads and any GPU."""
-    return {"platform": platform.platform(), "processor": cpu_model(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "fast_bf16": cpu_has_fast_bf16(),
-            "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
-            else None, "numpy": np.__version__}
+    return {"platform": platform.platform(), **hardware(), "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(), "numpy": np.__version__}
 
 
 def report(title: str, rows: list[tuple[str, str]], result: dict, out: str | None) -> None:

@@ -47,6 +47,14 @@ def cpu_model() -> str:
                  if line.startswith("model name")), platform.processor())
 
 
+def hardware() -> dict:
+    """What speed depends on, for the record of a run or a benchmark: the CPU, the vector instructions
+    PyTorch uses on it, whether bf16 is native there, and the GPU if there is one."""
+    return {"processor": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "fast_bf16": cpu_has_fast_bf16(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     if name != "auto":
         if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

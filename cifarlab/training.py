@@ -38,7 +38,7 @@ from .models import count_parameters, create_model, model_args
 from .models.whiten import whiten_first_conv, whitening_fits
 from .optim import create_optimizer, create_schedule
 from .rundir import RunFolder
-from .runtime import (EMULATED_BF16, autocast, bf16_is_emulated, configure_backend, make_grad_scaler,
+from .runtime import (EMULATED_BF16, autocast, bf16_is_emulated, configure_backend, hardware, make_grad_scaler,
                       resolve_device, resolve_precision)
 from .summary import model_summary
 from .weights import save_model
@@ -69,7 +69,7 @@ def environment(device: torch.device, precision: str) -> dict:
     return {"device": str(device), "precision": precision, "cifarlab": __version__,
             "python": platform.python_version(), "torch": str(torch.__version__),
             "torchvision": str(torchvision.__version__), "numpy": np.__version__,
-            "threads": torch.get_num_threads(), "platform": platform.platform()}
+            "threads": torch.get_num_threads(), "platform": platform.platform(), **hardware()}
 
 
 def model_info(cfg: TrainConfig, splits: Splits) -> dict:

@@ -73,6 +73,17 @@ def test_config_yaml_repeats_the_run(quick, tmp_path):
     assert first.summary["test_accuracy"] == json.loads((tmp_path / "again" / "summary.json").read_text())["test_accuracy"]
 
 
+def test_config_yaml_records_the_hardware_the_run_was_timed_on(quick, monkeypatch):
+    fake_cpuinfo = "processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse2 avx2 amx_bf16\n"
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: fake_cpuinfo)
+    train({**quick, "epochs": 1, "precision": "fp32"})
+    saved = yaml.safe_load((Path(quick["out"]) / "config.yaml").read_text())
+    environment = saved["environment"]
+    assert environment["processor"] == "Example CPU 9000" and environment["fast_bf16"] is True
+    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert environment["precision"] == "fp32" and environment["cuda"] is None
+
+
 def test_flags_override_the_config_file(quick, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**quick, "epochs": 3}))
