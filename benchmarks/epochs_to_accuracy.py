@@ -51,6 +51,7 @@ def main():
     print(f"with flips and 1-pixel shifts (--tta --tta-shift 1): {with_shift['test_accuracy']:.2%}")
     out = args.out or f"epochs_to_accuracy_{args.epochs}.json"
     Path(out).write_text(json.dumps({"benchmark": "epochs_to_accuracy", "epochs": args.epochs,
+                                     "data_dir": args.data_dir,
                                      "per_epoch": rows, "summary": summary,
                                      "test_accuracy_tta": with_tta["test_accuracy"],
                                      "test_accuracy_tta_shift1": with_shift["test_accuracy"], "extra_flags": extra,
