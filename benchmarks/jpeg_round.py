@@ -19,6 +19,7 @@ import argparse
 import io
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cifarlab.data.cifar import read_pickle
+from cifarlab.errors import DataError
 
 FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
 
@@ -65,15 +67,25 @@ def main():
     source, target = Path(args.data_dir, "cifar-10-batches-py"), Path(args.out, "cifar-10-batches-py")
     if not source.is_dir():
         parser.error(f"--data-dir: no cifar-10-batches-py in {args.data_dir}")
-    target.mkdir(parents=True, exist_ok=True)
-    for name in tqdm(FILES, desc="files"):
-        batch = read_pickle(source / name)
-        rows = np.asarray(batch["data"], dtype=np.uint8)
-        batch["data"] = jpeg_round_rows(rows, args.quality, args.offset)
-        print(f"{name}: PSNR of the extra round {psnr(rows, batch['data']):.2f} dB")
-        with open(target / name, "wb") as f:
-            pickle.dump(batch, f)
-    shutil.copy(source / "batches.meta", target / "batches.meta")
+    if target.exists():
+        parser.error(f"--out: {target} exists already; choose another folder")
+    out_existed = Path(args.out).exists()
+    partial = target.with_name(target.name + ".partial")  # renamed into place only when every file is written
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        for name in tqdm(FILES, desc="files"):
+            batch = read_pickle(source / name)
+            rows = np.asarray(batch["data"], dtype=np.uint8)
+            batch["data"] = jpeg_round_rows(rows, args.quality, args.offset)
+            tqdm.write(f"{name}: PSNR of the extra round {psnr(rows, batch['data']):.2f} dB")
+            with open(partial / name, "wb") as f:
+                pickle.dump(batch, f)
+        shutil.copy(source / "batches.meta", partial / "batches.meta")
+    except (DataError, OSError) as exc:
+        shutil.rmtree(partial if out_existed else Path(args.out), ignore_errors=True)
+        sys.exit(f"jpeg_round.py: {exc}")
+    partial.rename(target)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,18 @@ def test_the_script_refuses_settings_out_of_range(cifar_dir, tmp_path, flag):
                            "--out", str(tmp_path / "again"), *flag], capture_output=True, text=True)
     assert done.returncode == 2 and flag[0] in done.stderr
     assert not (tmp_path / "again").exists()
+
+
+def test_a_corrupt_batch_file_gives_one_message_and_leaves_no_half_written_copy(cifar_dir, tmp_path):
+    (cifar_dir / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "jpeg_round.py"), "--data-dir", str(cifar_dir),
+                           "--out", str(tmp_path / "again")], capture_output=True, text=True)
+    assert done.returncode == 1 and "data_batch_3" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "again").exists()
+
+
+def test_the_script_does_not_write_over_an_earlier_copy(cifar_dir, tmp_path):
+    run = [sys.executable, str(BENCHMARKS / "jpeg_round.py"), "--data-dir", str(cifar_dir), "--out", str(tmp_path)]
+    subprocess.run(run, check=True, capture_output=True)
+    done = subprocess.run(run, capture_output=True, text=True)
+    assert done.returncode == 2 and "exists already" in done.stderr
