@@ -26,11 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cifarlab.data.cifar import read_pickle
+from cifarlab.data.cifar import CIFAR10, read_pickle
 from cifarlab.errors import DataError
-
-FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
-
 
 def jpeg_round(image_hwc: np.ndarray, quality: int, offset: int) -> np.ndarray:
     """One JPEG encode/decode of a uint8 (H, W, 3) image with the block grid moved by `offset` pixels."""
@@ -64,7 +61,7 @@ def main():
         parser.error(f"--quality: must be in 1..95, got {args.quality}")
     if not 0 <= args.offset <= 7:
         parser.error(f"--offset: must be in 0..7, got {args.offset}")
-    source, target = Path(args.data_dir, "cifar-10-batches-py"), Path(args.out, "cifar-10-batches-py")
+    source, target = Path(args.data_dir, CIFAR10.folder), Path(args.out, CIFAR10.folder)
     if not source.is_dir():
         parser.error(f"--data-dir: no cifar-10-batches-py in {args.data_dir}")
     if target.exists():
@@ -74,14 +71,14 @@ def main():
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        for name in tqdm(FILES, desc="files"):
+        for name in tqdm((*CIFAR10.train_files, *CIFAR10.test_files), desc="files"):
             batch = read_pickle(source / name)
             rows = np.asarray(batch["data"], dtype=np.uint8)
             batch["data"] = jpeg_round_rows(rows, args.quality, args.offset)
             tqdm.write(f"{name}: PSNR of the extra round {psnr(rows, batch['data']):.2f} dB")
             with open(partial / name, "wb") as f:
                 pickle.dump(batch, f)
-        shutil.copy(source / "batches.meta", partial / "batches.meta")
+        shutil.copy(source / CIFAR10.meta_file, partial / CIFAR10.meta_file)
     except (DataError, OSError) as exc:
         shutil.rmtree(partial if out_existed else Path(args.out), ignore_errors=True)
         sys.exit(f"jpeg_round.py: {exc}")
