@@ -44,16 +44,26 @@ class Averages(WeightAverage):
             average.update()
 
 
+def decay_list(text: str) -> list[float]:
+    """--decays: comma-separated numbers, each strictly between 0 and 1."""
+    try:
+        decays = [float(d) for d in text.split(",")]
+    except ValueError:
+        decays = []
+    if not decays or not all(0 < d < 1 for d in decays):
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers each between 0 and 1, got {text!r}")
+    return decays
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decays", default="0.98,0.99,0.995,0.999", help="comma separated [0.98,0.99,0.995,0.999]")
+    parser.add_argument("--decays", type=decay_list, default="0.98,0.99,0.995,0.999",
+                        help="comma separated [0.98,0.99,0.995,0.999]")
     parser.add_argument("--out", default="ema_choice.json")
     parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="-- then the flags of cifarlab train")
     args = parser.parse_args()
-    decays = [float(d) for d in args.decays.split(",")]
+    decays = args.decays
     flags = [f for f in args.train_flags if f != "--"]
-    if not all(0 < d < 1 for d in decays):
-        raise SystemExit(f"error: --decays must each lie between 0 and 1, got {args.decays}")
     try:
         cfg = make_config({**given_settings(build_parser().parse_args(["train", *flags])), "ema_decay": decays[0]})
         if not cfg.val_split:

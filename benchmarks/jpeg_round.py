@@ -29,6 +29,7 @@ from tqdm import tqdm
 from cifarlab.data.cifar import CIFAR10, read_pickle
 from cifarlab.errors import DataError
 
+
 def jpeg_round(image_hwc: np.ndarray, quality: int, offset: int) -> np.ndarray:
     """One JPEG encode/decode of a uint8 (H, W, 3) image with the block grid moved by `offset` pixels."""
     padded = np.pad(image_hwc, ((offset, 0), (offset, 0), (0, 0)), mode="edge")

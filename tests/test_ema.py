@@ -2,7 +2,11 @@
 evaluates, and survives an interrupted run exactly."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,3 +75,12 @@ def test_a_run_with_ema_trains_the_same_weights_and_saves_and_scores_their_avera
                       precision="fp32", batch_size=1000, channels_last=True)
     summary = json.loads((averaged.run_dir / "summary.json").read_text())
     assert summary["test_accuracy"] == scored.accuracy
+
+
+@pytest.mark.parametrize("decays", ["abc", "0.99,1.0", "0", "0.99,,0.9"])
+def test_ema_choice_refuses_bad_decays_with_one_line_before_training(decays, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ema_choice.py"
+    done = subprocess.run([sys.executable, str(script), "--decays", decays, "--out", str(tmp_path / "e.json"),
+                           "--", "--epochs", "1", "--val-split", "10"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--decays" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "e.json").exists()
