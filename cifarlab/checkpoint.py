@@ -101,10 +101,13 @@ def _join_optimizer(tensors: dict, meta: dict) -> dict:
 
 
 def save_checkpoint(run_dir: Path, *, model, optimizer, schedule, scaler, state: TrainingState,
-                    model_info: dict, ema=None) -> Path:
+                    model_info: dict, averages: dict | None = None) -> Path:
+    """`averages`: the run's weight averages by name ("ema", "lookahead"), each saved as its tensors
+    under "NAME." and its update count as NAME_updates."""
+    averages = averages or {}
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().contiguous().cpu() for k, v in ema.state_dict().items()})
+    for name, average in averages.items():
+        tensors.update({f"{name}.{k}": v.detach().contiguous().cpu() for k, v in average.state_dict().items()})
     optim_tensors, optim_meta = _split_optimizer(optimizer.state_dict())
     rng_tensors, rng_meta = _rng_state()
     tensors.update(optim_tensors)
@@ -114,7 +117,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, schedule, scaler, state:
             tensors[f"partial.{key}"] = value.detach().contiguous().cpu()
     meta = {"format": FORMAT, "model_info": model_info, "optimizer": optim_meta,
             "scheduler": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_meta,
-            "ema_updates": ema.updates if ema is not None else None,
+            **{f"{name}_updates": average.updates for name, average in averages.items()},
             "state": {"epoch": state.epoch, "step": state.step, "history": state.history,
                       "train_seconds": state.train_seconds, "lr": state.lr,
                       "partial": {k: v for k, v in state.partial.items() if not torch.is_tensor(v)}}}
@@ -141,13 +144,13 @@ class Checkpoint:
         partial.update(self._prefixed("partial."))
         return TrainingState(s["epoch"], s["step"], s["history"], s["train_seconds"], partial, s.get("lr"))
 
-    def restore(self, *, model, optimizer, schedule, scaler, ema=None) -> None:
+    def restore(self, *, model, optimizer, schedule, scaler, averages: dict | None = None) -> None:
         """Load every state into freshly built objects; a mismatch is a clear CifarlabError."""
         try:
             model.load_state_dict(self._prefixed("model."))
             optimizer.load_state_dict(_join_optimizer(self.tensors, self.meta["optimizer"]))
-            if ema is not None:
-                ema.load_state_dict(self._prefixed("ema."), self.meta["ema_updates"])
+            for name, average in (averages or {}).items():
+                average.load_state_dict(self._prefixed(f"{name}."), self.meta[f"{name}_updates"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CifarlabError(f"the checkpoint does not fit this model and optimizer: {exc}") from None
         keep_param_layouts(optimizer)

@@ -1,4 +1,6 @@
-"""An exponential moving average (EMA) of the weights: with --ema-decay it is the model that is
+"""Averages of the weights over training steps.
+
+WeightAverage (--ema-decay): an exponential moving average (EMA) of the weights; it is the model that is
 evaluated, saved and explained, while training goes on updating the ordinary weights.
 
 After every optimisation step each floating-point parameter and buffer (BatchNorm's running statistics
@@ -10,6 +12,8 @@ smooths over about 1 / (1 - decay) steps. Integer buffers (BatchNorm's batch cou
 Not torch.optim.swa_utils.AveragedModel: its update tests a step counter on the host and copies it
 to the device every step, which on CUDA makes the host wait for the device each step. Here an update
 is one foreach kernel on the device and the step counter is a Python int.
+
+Lookahead (--lookahead-every): a slow copy of the weights that feeds back into training; see its class.
 """
 
 from __future__ import annotations
@@ -49,4 +53,45 @@ class WeightAverage:
 
     def load_state_dict(self, weights: dict, updates: int) -> None:
         self.module.load_state_dict(weights)
+        self.updates = updates
+
+
+class Lookahead:
+    """Lookahead (Zhang et al. 2019, "k steps forward, 1 step back") with the scheduled pull of Keller
+    Jordan's airbench: every `every` optimisation steps a slow copy of the weights (and BatchNorm
+    statistics) moves towards the trained ones, and the trained ones are reset onto it:
+        slow = d * slow + (1 - d) * weights;  weights = slow,   d = 0.95 ** every * (t / total) ** 3
+    at step t of `total`. Early in training d is about 0 and nothing changes; towards the end, while the
+    lr anneals, each reset undoes about d of the last `every` steps' moves, which damps their noise. The
+    last step always resets, so the finished model is the slow copy. Unlike WeightAverage, the average
+    feeds back into training, and no second model is kept: only the slow tensors."""
+
+    PULL_PER_STEP = 0.95
+
+    def __init__(self, model: nn.Module, every: int, total_steps: int):
+        self.every, self.total_steps, self.updates = every, total_steps, 0
+        self._slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        weights = model.state_dict()
+        self._weights = [weights[k] for k in self._slow]
+
+    def current_decay(self) -> float:
+        return self.PULL_PER_STEP ** self.every * min(1.0, self.updates / self.total_steps) ** 3
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Called after every optimisation step; acts on every `every`-th and on the last."""
+        self.updates += 1
+        if self.updates % self.every and self.updates < self.total_steps:
+            return
+        slow = list(self._slow.values())
+        torch._foreach_lerp_(slow, self._weights, 1.0 - self.current_decay())
+        for weight, kept in zip(self._weights, slow):
+            weight.copy_(kept)
+
+    def state_dict(self) -> dict:
+        return self._slow
+
+    def load_state_dict(self, slow: dict, updates: int) -> None:
+        for name, value in slow.items():
+            self._slow[name].copy_(value)
         self.updates = updates

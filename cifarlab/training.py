@@ -27,7 +27,7 @@ from .checkpoint import Checkpoint, TrainingState, save_checkpoint
 from .config import TrainConfig, config_to_yaml
 from .data import DeviceLoader, Splits, load_splits, to_model_input
 from .data.loader import epoch_seed
-from .ema import WeightAverage
+from .ema import Lookahead, WeightAverage
 from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
 from . import distributed
@@ -79,10 +79,10 @@ def model_info(cfg: TrainConfig, splits: Splits) -> dict:
 
 
 def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainConfig, device, precision,
-                    mean, std, context: Context = SINGLE, ema: WeightAverage | None = None):
-    """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update (and move
-    the weight average `ema` towards the new weights). Returns the loss and logits, still on the device
-    (reading them would make the host wait)."""
+                    mean, std, context: Context = SINGLE, averages: tuple = ()):
+    """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update (and
+    update the weight `averages`: Lookahead, WeightAverage). Returns the loss and logits, still on the
+    device (reading them would make the host wait)."""
 
     def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, global_size: int | None = None,
              flip: torch.Tensor | None = None):
@@ -99,19 +99,20 @@ def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainC
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update()
+        for average in averages:
+            average.update()
         return loss.detach(), logits.detach()
 
     return step
 
 
 def step_for(cfg: TrainConfig, model, optimizer, scaler, splits: Splits, device, precision,
-             context: Context = SINGLE, ema: WeightAverage | None = None):
+             context: Context = SINGLE, averages: tuple = ()):
     """The training step a config asks for: its augmentations, loss and input normalisation."""
     return make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
                            loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
-                           precision=precision, mean=splits.mean, std=splits.std, context=context, ema=ema)
+                           precision=precision, mean=splits.mean, std=splits.std, context=context,
+                           averages=averages)
 
 
 class Interrupted(Exception):
@@ -344,10 +345,13 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         if cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    final = ema.module if ema else model  # the model that is evaluated, saved and explained
-
     train_loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
+    # Lookahead first: the moving average then follows the weights training goes on from.
+    averages = {"lookahead": Lookahead(model, cfg.lookahead_every, cfg.epochs * len(train_loader))
+                if cfg.lookahead_every else None,
+                "ema": WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None}
+    averages = {name: average for name, average in averages.items() if average is not None}
+    final = averages["ema"].module if "ema" in averages else model  # evaluated, saved and explained
     val_split = splits.val.to(device) if splits.val is not None else None
     test_split = splits.test.to(device)
     optimizer = create_optimizer(model, cfg, device)
@@ -355,20 +359,20 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     scaler = make_grad_scaler(device, precision)
     if cfg.compile:
         trained = torch.compile(trained)
-    step = step_for(cfg, trained, optimizer, scaler, splits, device, precision, context, ema)
+    step = step_for(cfg, trained, optimizer, scaler, splits, device, precision, context, tuple(averages.values()))
     judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                  batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
                  label_smoothing=cfg.label_smoothing, tta=cfg.tta, tta_shift=cfg.tta_shift, context=context)
     info = model_info(cfg, splits)
     seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
     if checkpoint:
-        checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, ema=ema)
+        checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, averages=averages)
         say(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
 
     def save_state(new_state: TrainingState) -> None:
         if main:
             save_checkpoint(run.path, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,
-                            state=new_state, model_info=info, ema=ema)
+                            state=new_state, model_info=info, averages=averages)
 
     workers = f" x {context.world} processes" if context.enabled else ""
     say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "

@@ -30,6 +30,7 @@ def test_defaults_are_valid_and_read_the_data_dir_from_the_environment(monkeypat
     ("norm_lr_scale", 0, "> 0"),
     ("ema_decay", 1, "< 1"),
     ("ema_decay", -0.1, ">= 0"),
+    ("lookahead_every", -1, ">= 0"),
     ("precision", "fp8", "bf16"),
     ("device", "tpu", "cuda"),
     ("data", "/no/such/folder", "cifar10"),

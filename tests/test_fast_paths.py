@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cifarlab import make_config, train
 from cifarlab.augment import Augmenter
 from cifarlab.data import DeviceLoader, Split, to_model_input
-from cifarlab.ema import WeightAverage
+from cifarlab.ema import Lookahead, WeightAverage
 from cifarlab.evaluate import evaluate, tta_views, view_of
 from cifarlab.losses import create_loss
 from cifarlab.models import create_model
@@ -74,7 +74,7 @@ def test_the_training_loop_reads_the_device_only_every_few_steps(monkeypatch):
     step = make_train_step(model, augmenter=Augmenter(("crop", "flip")), optimizer=optimizer,
                            scaler=make_grad_scaler(device, "fp32"), loss_fn=create_loss("ce"), cfg=cfg,
                            device=device, precision="fp32", mean=(0.5,) * 3, std=(0.25,) * 3,
-                           ema=WeightAverage(model, 0.9))
+                           averages=(WeightAverage(model, 0.9), Lookahead(model, 2, 3 * PROGRESS_EVERY)))
     reads = {"n": 0}
     for name in ("item", "cpu", "tolist", "numpy", "__bool__"):
         real = getattr(torch.Tensor, name)

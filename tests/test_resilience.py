@@ -95,13 +95,14 @@ def test_a_signal_saves_a_mid_epoch_checkpoint_and_resume_is_exact(data, referen
     assert_same_run(out, reference)
 
 
-def test_the_weight_average_of_ema_resumes_exactly(data, tmp_path):
+def test_the_weight_averages_of_ema_and_lookahead_resume_exactly(data, tmp_path):
     reference = tmp_path / "reference"
-    train(**settings_for(data, reference, ema_decay=0.8))
+    train(**settings_for(data, reference, ema_decay=0.8, lookahead_every=3))
     out = tmp_path / "run"
-    stopped = run_helper(settings_for(data, out, ema_decay=0.8), "SIGTERM", 8)  # epoch 2, step 3
+    stopped = run_helper(settings_for(data, out, ema_decay=0.8, lookahead_every=3), "SIGTERM", 8)  # epoch 2, step 3
     assert stopped.returncode == 143, stopped.stderr[-2000:]
-    assert load_checkpoint(out).meta["ema_updates"] == 8
+    meta = load_checkpoint(out).meta
+    assert meta["ema_updates"] == meta["lookahead_updates"] == 8
     train(resume=str(out))
     assert_same_run(out, reference)
 
