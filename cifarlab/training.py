@@ -115,6 +115,17 @@ def step_for(cfg: TrainConfig, model, optimizer, scaler, splits: Splits, device,
                            averages=averages)
 
 
+def weight_averages(cfg: TrainConfig, model: nn.Module, total_steps: int) -> dict:
+    """The averages of the weights a config asks for, by their checkpoint names, in update order:
+    Lookahead first, so the moving average follows the weights training goes on from."""
+    averages = {}
+    if cfg.lookahead_every:
+        averages["lookahead"] = Lookahead(model, cfg.lookahead_every, total_steps)
+    if cfg.ema_decay:
+        averages["ema"] = WeightAverage(model, cfg.ema_decay)
+    return averages
+
+
 class Interrupted(Exception):
     """Raised inside an epoch when a stop was requested; carries where the epoch stands."""
 
@@ -346,11 +357,7 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     train_loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
-    # Lookahead first: the moving average then follows the weights training goes on from.
-    averages = {"lookahead": Lookahead(model, cfg.lookahead_every, cfg.epochs * len(train_loader))
-                if cfg.lookahead_every else None,
-                "ema": WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None}
-    averages = {name: average for name, average in averages.items() if average is not None}
+    averages = weight_averages(cfg, model, cfg.epochs * len(train_loader))
     final = averages["ema"].module if "ema" in averages else model  # evaluated, saved and explained
     val_split = splits.val.to(device) if splits.val is not None else None
     test_split = splits.test.to(device)
