@@ -128,8 +128,8 @@ class TrainConfig:
                                 "explain it instead of the last weights; 0: off",
                                 check=lambda v: None if 0 <= v < 1 else "must be >= 0 and < 1")
     lookahead_every: int = _setting(0, "Lookahead: every N steps pull the weights back part of the way to a slow "
-                                    "copy that follows them; the pull grows over training (to 1 - 0.95^N at the "
-                                    "end, airbench's schedule) and the finished model is the slow copy; 0: off",
+                                    "copy that follows them; the share pulled back grows over training (to 0.95^N "
+                                    "at the end, airbench's schedule) and the finished model is the slow copy; 0: off",
                                     check=_at_least(0))
     scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
     onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
