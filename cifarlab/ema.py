@@ -70,9 +70,9 @@ class Lookahead:
 
     def __init__(self, model: nn.Module, every: int, total_steps: int):
         self.every, self.total_steps, self.updates = every, total_steps, 0
-        self._slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
-        weights = model.state_dict()
-        self._weights = [weights[k] for k in self._slow]
+        floats = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self._names, self._weights = list(floats), list(floats.values())
+        self._slow = [w.detach().clone() for w in self._weights]
 
     def current_decay(self) -> float:
         return self.PULL_PER_STEP ** self.every * min(1.0, self.updates / self.total_steps) ** 3
@@ -83,15 +83,14 @@ class Lookahead:
         self.updates += 1
         if self.updates % self.every and self.updates < self.total_steps:
             return
-        slow = list(self._slow.values())
-        torch._foreach_lerp_(slow, self._weights, 1.0 - self.current_decay())
-        for weight, kept in zip(self._weights, slow):
+        torch._foreach_lerp_(self._slow, self._weights, 1.0 - self.current_decay())
+        for weight, kept in zip(self._weights, self._slow):
             weight.copy_(kept)
 
     def state_dict(self) -> dict:
-        return self._slow
+        return dict(zip(self._names, self._slow))
 
     def load_state_dict(self, slow: dict, updates: int) -> None:
-        for name, value in slow.items():
-            self._slow[name].copy_(value)
+        for name, kept in zip(self._names, self._slow):
+            kept.copy_(slow[name])
         self.updates = updates
