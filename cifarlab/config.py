@@ -9,6 +9,7 @@ so a value is checked the same way whichever door it comes in by.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .errors import ConfigError
 AUGMENTATIONS = ("crop", "flip", "cutout", "rotate")
 FLIP_MODES = ("random", "alternate")
 FIRST_CONV_INITS = ("random", "whiten")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "muon", "adam", "adamw")
 SCHEDULERS = ("onecycle", "step", "cosine", "plateau", "none")
 ONECYCLE_ANNEALS = ("linear", "cos")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -113,12 +114,19 @@ class TrainConfig:
     loss: str = _setting("ce", "ce (cross-entropy), or nll on log-softmax outputs (the library adds the "
                          "log-softmax, so the loss is never negative)", choices=LOSSES, group="model")
     # optimisation
-    optimizer: str = _setting("sgd", "optimizer", choices=OPTIMIZERS)
+    optimizer: str = _setting("sgd", "optimizer; muon: Muon's orthogonalised momentum steps on the convolution "
+                              "filters (kept at a fixed norm, no weight decay), SGD on everything else",
+                              choices=OPTIMIZERS)
     lr: float = _setting(0.1, "learning rate (the peak for onecycle); auto: run the LR range test first "
                          "(onecycle only)", check=_positive, words=("auto",))
     lr_find_steps: int = _setting(200, "batches of the LR range test (lr-find, --lr auto)", check=_at_least(10))
     momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
-    nesterov: bool = _setting(True, "Nesterov momentum for SGD")
+    nesterov: bool = _setting(True, "Nesterov momentum for SGD (and Muon)")
+    muon_lr_scale: float = _setting(0.2, "with --optimizer muon: the lr of the convolution filters is --lr times "
+                                    "this (at 0.2 a filter turns by about 0.02 radians a step at the peak)",
+                                    check=_positive)
+    muon_momentum: float = _setting(0.85, "with --optimizer muon: the momentum of the convolution filters (the "
+                                    "other parameters keep --momentum)", check=_between(0, 0.99))
     weight_decay: float = _setting(5e-4, "weight decay", check=_at_least(0))
     norm_lr_scale: float = _setting(32.0, "the lr of normalisation scales and shifts and of biases (the "
                                     "parameters without weight decay) is --lr times this", check=_positive)
@@ -269,8 +277,9 @@ def _check(name: str, value: Any) -> None:
 
 
 def momentum_swing(cfg: TrainConfig) -> float:
-    """How far onecycle moves SGD's momentum either side of --momentum: not at all without momentum."""
-    return cfg.onecycle_momentum_swing if cfg.optimizer == "sgd" and cfg.momentum > 0 else 0.0
+    """How far onecycle moves SGD's momentum either side of --momentum: not at all without momentum.
+    Under --optimizer muon the SGD part swings; the filters keep --muon-momentum."""
+    return cfg.onecycle_momentum_swing if cfg.optimizer in ("sgd", "muon") and cfg.momentum > 0 else 0.0
 
 
 def _check_together(cfg: TrainConfig) -> None:
@@ -284,6 +293,9 @@ def _check_together(cfg: TrainConfig) -> None:
     if cfg.lr == "auto" and cfg.scheduler != "onecycle":
         raise ConfigError("lr", "auto (the LR range test) chooses the peak of --scheduler onecycle; "
                                 f"with {cfg.scheduler} give a number")
+    if cfg.optimizer == "muon" and importlib.util.find_spec("torch.optim._muon") is None:
+        raise ConfigError("optimizer", "muon needs torch >= 2.9 (it uses torch.optim.Muon's Newton-Schulz step); "
+                                       "upgrade torch or choose sgd")
     swing = momentum_swing(cfg)
     if cfg.scheduler == "onecycle" and not (0 <= cfg.momentum - swing and cfg.momentum + swing < 1):
         raise ConfigError("onecycle_momentum_swing", f"momentum {cfg.momentum} +/- {swing} must stay within "

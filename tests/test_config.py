@@ -28,6 +28,8 @@ def test_defaults_are_valid_and_read_the_data_dir_from_the_environment(monkeypat
     ("scheduler", "cyclic", "onecycle"),
     ("onecycle_anneal", "cosine", "linear"),
     ("norm_lr_scale", 0, "> 0"),
+    ("muon_lr_scale", -1, "> 0"),
+    ("muon_momentum", 1, "between 0 and 0.99"),
     ("ema_decay", 1, "< 1"),
     ("ema_decay", -0.1, ">= 0"),
     ("lookahead_every", -1, ">= 0"),

@@ -107,6 +107,16 @@ def test_the_weight_averages_of_ema_and_lookahead_resume_exactly(data, tmp_path)
     assert_same_run(out, reference)
 
 
+def test_muons_momentum_resumes_exactly(data, tmp_path):
+    reference = tmp_path / "reference"
+    train(**settings_for(data, reference, optimizer="muon"))
+    out = tmp_path / "run"
+    stopped = run_helper(settings_for(data, out, optimizer="muon"), "SIGTERM", 8)  # epoch 2, step 3
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    train(resume=str(out))
+    assert_same_run(out, reference)
+
+
 def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(data, reference, tmp_path):
     out = tmp_path / "run"
     killed = run_helper(settings_for(data, out), "SIGKILL", 0, kill_in_checkpoint=True)

@@ -106,9 +106,9 @@ def test_test_split_measured_only_when_asked_and_always_at_the_end(quick):
 
 
 @pytest.mark.parametrize("optimizer, scheduler", [("sgd", "step"), ("adam", "plateau"), ("adamw", "cosine"),
-                                                  ("sgd", "none")])
+                                                  ("sgd", "none"), ("muon", "step")])
 def test_optimizers_and_schedulers_train(quick, optimizer, scheduler):
-    lr = 0.05 if optimizer == "sgd" else 0.003
+    lr = 0.05 if optimizer in ("sgd", "muon") else 0.003
     result = train({**quick, "optimizer": optimizer, "scheduler": scheduler, "lr": lr, "step_size": 1,
                     "gamma": 0.5, "epochs": 2})
     lrs = [row["lr"] for row in result.history]

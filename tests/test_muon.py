@@ -1,0 +1,124 @@
+"""--optimizer muon: Muon's steps on the convolution filters, SGD's on the rest, checked against torch's own
+SGD and Muon."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from cifarlab import make_config
+from cifarlab.optim import MuonSGD, create_optimizer, create_schedule
+
+
+def norm_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 36, 2))
+
+
+def random_grads(shape, steps: int, seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator) for _ in range(steps)]
+
+
+def test_the_filters_form_their_own_group_without_weight_decay():
+    cfg = make_config({"optimizer": "muon", "lr": 0.1, "norm_lr_scale": 8, "muon_lr_scale": 0.2,
+                       "weight_decay": 5e-4})
+    model = norm_net()
+    optimizer = create_optimizer(model, cfg, torch.device("cpu"))
+    weights, norms, filters = optimizer.param_groups
+    assert [p for p in weights["params"]] == [model[3].weight] and weights["lr"] == 0.1
+    assert {id(p) for p in norms["params"]} == {id(model[1].weight), id(model[1].bias), id(model[3].bias)}
+    assert filters["params"] == [model[0].weight] and filters["muon"] and filters["weight_decay"] == 0
+    assert filters["lr"] == pytest.approx(0.02) and norms["lr"] == pytest.approx(0.8)
+    assert weights["weight_decay"] == 5e-4 and not weights["muon"]
+
+
+def test_onecycle_keeps_each_groups_share_of_the_lr_and_the_filters_momentum():
+    cfg = make_config({"optimizer": "muon", "scheduler": "onecycle", "lr": 0.1, "epochs": 2, "muon_lr_scale": 0.2,
+                       "muon_momentum": 0.7})
+    model = norm_net()
+    optimizer = create_optimizer(model, cfg, torch.device("cpu"))
+    schedule = create_schedule(optimizer, cfg, steps_per_epoch=10)
+    for _ in range(15):
+        model(torch.randn(2, 3, 8, 8)).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.after_batch()
+        weights, _, filters = optimizer.param_groups
+        assert filters["lr"] == pytest.approx(0.2 * weights["lr"]) and filters["muon_momentum"] == 0.7
+    assert weights["momentum"] != 0.9  # the SGD part's momentum swings against the lr
+
+
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.9, True, 5e-4), (0.9, False, 0.0), (0.0, False, 1e-2)])
+def test_the_parameters_outside_the_filters_take_torch_sgds_steps(momentum, nesterov, weight_decay):
+    mine = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(5))]
+    theirs = [nn.Parameter(p.detach().clone()) for p in mine]
+    ours = MuonSGD([{"params": mine, "weight_decay": weight_decay}], lr=0.1, momentum=momentum, nesterov=nesterov,
+                   muon_momentum=0.85)
+    reference = torch.optim.SGD(theirs, lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    grads = [random_grads(p.shape, 4, seed=i) for i, p in enumerate(mine)]
+    for step in range(4):
+        for params in (mine, theirs):
+            for p, g in zip(params, grads):
+                p.grad = g[step].clone()
+        ours.step()
+        reference.step()
+        for a, b in zip(mine, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_a_filter_moves_as_torch_optim_muon_moves_the_same_weights_read_as_rows(nesterov):
+    """torch.optim.Muon keeps no fixed norm, so before each step its copy is set to ours, brought back to norm
+    sqrt(out_channels) as ours is; the steps must then agree (its momentum averages where ours sums, which the
+    orthogonalisation cancels)."""
+    out_channels, lr, momentum = 8, 0.02, 0.85
+    filt = nn.Parameter(torch.randn(out_channels, 4, 3, 3, generator=torch.Generator().manual_seed(0)))
+    rows = nn.Parameter(filt.detach().reshape(out_channels, -1).clone())
+    ours = MuonSGD([{"params": [filt], "muon": True}], lr=lr, momentum=0.9, nesterov=nesterov,
+                   muon_momentum=momentum)
+    reference = torch.optim.Muon([rows], lr=lr, weight_decay=0.0, momentum=momentum, nesterov=nesterov)
+    for grad in random_grads(filt.shape, 4, seed=1):
+        with torch.no_grad():
+            rows.copy_(filt.reshape(out_channels, -1) * out_channels ** 0.5 / filt.norm())
+        start = rows.detach().clone()
+        filt.grad, rows.grad = grad.clone(), grad.reshape(out_channels, -1).clone()
+        ours.step()
+        reference.step()
+        our_step, their_step = filt.detach().reshape(out_channels, -1) - start, rows.detach() - start
+        # the Newton-Schulz iteration runs in bf16: inputs differing only in scale round differently
+        assert (our_step - their_step).norm() < 0.05 * their_step.norm()
+        assert their_step.norm() == pytest.approx(lr * out_channels ** 0.5, rel=0.25)  # singular values near 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(weight_scale=st.floats(1e-2, 1e2), grad_scale=st.floats(1e-3, 1e3))
+def test_a_filter_step_depends_on_neither_the_filters_scale_nor_the_gradients(weight_scale, grad_scale):
+    """A normalisation follows every filter, so its scale carries no meaning: the step must not see it."""
+    start = torch.randn(6, 5, 3, 3, generator=torch.Generator().manual_seed(2))
+    grads = random_grads(start.shape, 2, seed=3)
+    ends = []
+    for w, g in ((1.0, 1.0), (weight_scale, grad_scale)):
+        filt = nn.Parameter(start * w)
+        optimizer = MuonSGD([{"params": [filt], "muon": True}], lr=0.05, momentum=0.9, nesterov=True,
+                            muon_momentum=0.85)
+        for grad in grads:
+            filt.grad = grad * g
+            optimizer.step()
+        ends.append(filt.detach() / filt.detach().norm())
+    moved = (ends[0] - start / start.norm()).norm()
+    assert moved > 0.05  # two steps of 0.05 radians
+    assert (ends[1] - ends[0]).norm() < 0.05 * moved  # the same steps, up to the bf16 rounding
+
+
+def test_a_filter_turns_by_about_its_lr_each_step():
+    filt = nn.Parameter(torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(4)))
+    optimizer = MuonSGD([{"params": [filt], "muon": True}], lr=0.03, momentum=0.9, nesterov=True,
+                        muon_momentum=0.0)
+    angles = []
+    for grad in random_grads(filt.shape, 5, seed=5):
+        before = filt.detach().flatten().clone()
+        filt.grad = grad
+        optimizer.step()
+        after = filt.detach().flatten()
+        angles.append(torch.arccos(torch.dot(before, after) / (before.norm() * after.norm())).item())
+    assert all(0.015 < a < 0.045 for a in angles), angles
