@@ -117,6 +117,6 @@ def test_norm_lr_scale_moves_a_norms_shift_that_many_times_as_far():
 
 
 def test_the_lr_range_test_sets_each_group_its_scaled_lr():
-    optimizer = create_optimizer(norm_net(), make_config({"norm_lr_scale": 0.5}), torch.device("cpu"))
+    optimizer = create_optimizer(norm_net(), make_config({"optimizer": "sgd", "norm_lr_scale": 0.5}), torch.device("cpu"))
     set_lr(optimizer, 0.2)
     assert [group["lr"] for group in optimizer.param_groups] == [0.2, 0.1]
