@@ -9,8 +9,10 @@ reference of kuangliu/pytorch-cifar's main.py and against the model's own limit.
   RandomHorizontalFlip, ToTensor, Normalize; a DataLoader with 2 workers; fp32; NCHW (main.py).
 - bare model: the same model, precision and layout as cifarlab, fed one random normalised batch again
   and again: no data work at all, the model's own limit on this machine.
-All three: ResNet18, batch 128, SGD momentum 0.9, weight decay 5e-4; run in turn in one process,
-window after window; the first window is warm-up; the median of the rest is reported.
+All three: ResNet18, batch 128; the reference steps with SGD (momentum 0.9, weight decay 5e-4) as main.py does,
+cifarlab and the bare model with `--optimizer` (cifarlab's default unless given: its Muon step on the filters is
+part of what cifarlab's default costs); run in turn in one process, window after window; the first window is
+warm-up; the median of the rest is reported.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from common import alternate, benchmark_images, report
 from torch.utils.data import DataLoader, Dataset
 
 from cifarlab import make_config
+from cifarlab.config import OPTIMIZERS
 from cifarlab.augment import Augmenter
 from cifarlab.data import DeviceLoader, Split
 from cifarlab.data.datasets import channel_stats
@@ -65,6 +68,8 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="steps per window")
     parser.add_argument("--windows", type=int, default=3, help="timed windows after the warm-up one")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=make_config().optimizer,
+                        help="cifarlab's and the bare model's optimizer (default: cifarlab's default)")
     parser.add_argument("--out", default="train_throughput.json")
     args = parser.parse_args()
 
@@ -75,7 +80,7 @@ def main():
     torch.manual_seed(0)
     base = create_model("resnet18")
     cfg = make_config({"augment": "crop,flip", "crop_padding": 4, "batch_size": args.batch_size, "lr": 0.05,
-                       "label_smoothing": 0.0})  # the reference's augmentation and loss
+                       "label_smoothing": 0.0, "optimizer": args.optimizer})  # the reference's augmentation and loss
 
     # cifarlab
     ours = copy.deepcopy(base).to(device).to(memory_format=torch.channels_last).train()
@@ -120,11 +125,11 @@ def main():
 
     contenders = {"cifarlab": cifarlab_step, "reference (kuangliu main.py)": reference_step,
                   f"bare model ({precision})": bare_step}
-    print(f"ResNet18, batch {args.batch_size}, {device}, cifarlab precision {precision}; "
+    print(f"ResNet18, batch {args.batch_size}, {device}, cifarlab precision {precision}, {args.optimizer}; "
           f"{args.windows} windows of {args.steps} steps after a warm-up window", flush=True)
     rates = alternate(contenders, args.steps, args.windows, {k: args.batch_size for k in contenders})
     ours_rate, ref_rate, bare_rate = (rates[k] for k in contenders)
-    result = {"benchmark": "train_throughput", "device": str(device), "precision": precision,
+    result = {"benchmark": "train_throughput", "device": str(device), "precision": precision, "optimizer": args.optimizer,
               "batch_size": args.batch_size, "images_per_sec": rates,
               "speedup_vs_reference": ours_rate / ref_rate, "fraction_of_bare_model": ours_rate / bare_rate,
               "bare_model_vs_reference": bare_rate / ref_rate}

@@ -114,7 +114,7 @@ class TrainConfig:
     loss: str = _setting("ce", "ce (cross-entropy), or nll on log-softmax outputs (the library adds the "
                          "log-softmax, so the loss is never negative)", choices=LOSSES, group="model")
     # optimisation
-    optimizer: str = _setting("sgd", "optimizer; muon: Muon's orthogonalised momentum steps on the convolution "
+    optimizer: str = _setting("muon", "optimizer; muon: Muon's orthogonalised momentum steps on the convolution "
                               "filters (kept at a fixed norm, no weight decay), SGD on everything else",
                               choices=OPTIMIZERS)
     lr: float = _setting(0.1, "learning rate (the peak for onecycle); auto: run the LR range test first "
