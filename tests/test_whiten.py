@@ -63,9 +63,11 @@ def test_a_run_with_whiten_starts_from_its_training_patches(cifar_dir, tmp_path)
     expected = whitening_filters(splits.train.images, splits.mean, splits.std, kernel=3)
     whitened = load_file(tmp_path / "whiten" / "model.safetensors")["conv1.weight"]
     plain = load_file(tmp_path / "random" / "model.safetensors")["conv1.weight"]
-    # two steps barely move filters this large (under BatchNorm a filter's step shrinks as it grows)
-    assert torch.allclose(whitened[:54], expected, rtol=0.05, atol=0.05)
-    assert not torch.allclose(plain[:54], expected, rtol=0.05, atol=0.05)
+    # Two steps barely turn the filters (SGD's steps shrink as a filter grows; Muon's turn it by about its lr,
+    # tiny at the start of onecycle, and rescale it, which the BatchNorm after it ignores): compare directions.
+    cosine = lambda a, b: float(a.flatten() @ b.flatten() / (a.norm() * b.norm()))  # noqa: E731
+    assert cosine(whitened[:54], expected) > 0.99
+    assert abs(cosine(plain[:54], expected)) < 0.5
 
 
 def test_whiten_on_a_model_with_too_few_first_filters_is_refused_before_the_run_folder(cifar_dir, tmp_path):
