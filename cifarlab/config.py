@@ -127,7 +127,9 @@ class TrainConfig:
                                     check=_positive)
     muon_momentum: float = _setting(0.85, "with --optimizer muon: the momentum of the convolution filters (the "
                                     "other parameters keep --momentum)", check=_between(0, 0.99))
-    weight_decay: float = _setting(5e-4, "weight decay", check=_at_least(0))
+    weight_decay: float = _setting(5e-4, "weight decay of convolution and linear weights (with --optimizer muon "
+                                   "of the linear weights only: the filters keep a fixed norm instead)",
+                                   check=_at_least(0))
     norm_lr_scale: float = _setting(32.0, "the lr of normalisation scales and shifts and of biases (the "
                                     "parameters without weight decay) is --lr times this", check=_positive)
     label_smoothing: float = _setting(0.3, "label smoothing of the cross-entropy", check=_between(0, 0.99))
