@@ -1,5 +1,7 @@
 """--optimizer muon: Muon's steps on the convolution filters, SGD's on the rest, checked against torch's own
 SGD and Muon."""
+import importlib.util
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -7,6 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cifarlab import make_config
+from cifarlab.errors import ConfigError
 from cifarlab.optim import MuonSGD, create_optimizer, create_schedule
 
 
@@ -122,3 +125,12 @@ def test_a_filter_turns_by_about_its_lr_each_step():
         after = filt.detach().flatten()
         angles.append(torch.arccos(torch.dot(before, after) / (before.norm() * after.norm())).item())
     assert all(0.015 < a < 0.045 for a in angles), angles
+
+
+def test_a_torch_without_muon_refuses_the_default_by_name_and_sgd_still_works(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "torch.optim._muon" else real(name, *args))
+    with pytest.raises(ConfigError, match=r"^optimizer: muon needs torch >= 2.9.*choose sgd"):
+        make_config({})
+    assert make_config({"optimizer": "sgd"}).optimizer == "sgd"
