@@ -20,8 +20,9 @@ def parameter_groups(model: nn.Module, cfg) -> list[dict]:
     """Weights, then norms and biases, then (muon only) the convolution filters. The first group's lr is
     --lr itself, the one the progress bar and metrics.csv show."""
     params = [p for p in model.parameters() if p.requires_grad]
-    filters = [p for p in params if p.ndim == 4] if cfg.optimizer == "muon" else []
-    decay = [p for p in params if p.ndim > 1 and not any(p is f for f in filters)]
+    muon = cfg.optimizer == "muon"
+    filters = [p for p in params if muon and p.ndim == 4]
+    decay = [p for p in params if p.ndim > 1 and not (muon and p.ndim == 4)]
     no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0, "lr": cfg.lr},
               {"params": no_decay, "weight_decay": 0.0, "lr_scale": cfg.norm_lr_scale,
