@@ -88,29 +88,37 @@ class MuonSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            params = [param for param in group["params"] if param.grad is not None]
+            if not params:
+                continue
             momentum = group["muon_momentum"] if group["muon"] else group["momentum"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                update = self._momentum_step(param, group["weight_decay"], momentum, group["nesterov"])
-                if group["muon"]:
+            updates = self._momentum_steps(params, group["weight_decay"], momentum, group["nesterov"])
+            if group["muon"]:
+                for param in params:
                     param.mul_(len(param) ** 0.5 / param.norm().clamp_min(1e-12))
-                    update = orthogonalise(update)
-                param.add_(update, alpha=-group["lr"])
+                updates = [orthogonalise(update) for update in updates]
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
         return loss
 
-    def _momentum_step(self, param, weight_decay: float, momentum: float, nesterov: bool) -> torch.Tensor:
-        """SGD's direction: the gradient (plus weight decay) through the momentum buffer."""
-        grad = param.grad.add(param, alpha=weight_decay) if weight_decay else param.grad
+    def _momentum_steps(self, params, weight_decay: float, momentum: float, nesterov: bool) -> list:
+        """SGD's directions for a group: the gradients (plus weight decay) through the momentum buffers,
+        as torch.optim.SGD(foreach=True) computes them: a few kernels for the group, not a few per tensor."""
+        grads = [param.grad for param in params]
+        if weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
         if momentum == 0:
-            return grad
-        state = self.state[param]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = grad.clone()
-        else:
-            state["momentum_buffer"].mul_(momentum).add_(grad)
-        buffer = state["momentum_buffer"]
-        return grad.add(buffer, alpha=momentum) if nesterov else buffer
+            return grads
+        states = [self.state[param] for param in params]
+        running = [(state["momentum_buffer"], grad) for state, grad in zip(states, grads) if "momentum_buffer" in state]
+        if running:
+            buffers, their_grads = map(list, zip(*running))
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, their_grads)
+        for state, grad in zip(states, grads):
+            if "momentum_buffer" not in state:  # the first step: the buffer starts as the gradient
+                state["momentum_buffer"] = grad.clone()
+        buffers = [state["momentum_buffer"] for state in states]
+        return torch._foreach_add(grads, buffers, alpha=momentum) if nesterov else buffers
 
 
 class Schedule:
