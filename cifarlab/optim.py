@@ -109,13 +109,13 @@ class MuonSGD(torch.optim.Optimizer):
         if momentum == 0:
             return grads
         states = [self.state[param] for param in params]
-        running = [(state["momentum_buffer"], grad) for state, grad in zip(states, grads) if "momentum_buffer" in state]
-        if running:
-            buffers, their_grads = map(list, zip(*running))
+        started = ["momentum_buffer" in state for state in states]
+        if any(started):
+            buffers = [state["momentum_buffer"] for state, on in zip(states, started) if on]
             torch._foreach_mul_(buffers, momentum)
-            torch._foreach_add_(buffers, their_grads)
-        for state, grad in zip(states, grads):
-            if "momentum_buffer" not in state:  # the first step: the buffer starts as the gradient
+            torch._foreach_add_(buffers, [grad for grad, on in zip(grads, started) if on])
+        for state, grad, on in zip(states, grads, started):
+            if not on:  # the first step: the buffer starts as the gradient
                 state["momentum_buffer"] = grad.clone()
         buffers = [state["momentum_buffer"] for state in states]
         return torch._foreach_add(grads, buffers, alpha=momentum) if nesterov else buffers
