@@ -1,12 +1,22 @@
-"""The Python API, the same code path as the command line."""
+"""The Python API: what the command line does, as functions that return objects for a notebook.
+
+    import cifarlab
+    run = cifarlab.train(epochs=8, augment=["crop", "flip", "cutout"])   # help(cifarlab.train): every setting
+    run                                        # in Jupyter: a card with the test accuracy and the curves
+    run.plot_misclassified(); run.plot_gradcam()
+    run = cifarlab.load_run("runs/20260101-120000-resnet18")          # any finished run folder
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import FIELDS, TrainConfig, make_config, read_config_file
+from .config import FIELDS, TrainConfig, default_of, make_config, read_config_file
 from .errors import ConfigError
+from .run import Run
 
 # Settings that may differ when a run is resumed: none of them changes what the model learns.
 RESUMABLE = {"epochs", "progress", "device", "data_dir", "test_every", "report", "misclassified",
@@ -24,38 +34,61 @@ def resolve_config(config: str | os.PathLike | dict | TrainConfig | None = None,
     return make_config(values)
 
 
-def train(config=None, *, resume: str | os.PathLike | None = None, **settings):
-    """Train a model; returns a RunResult with .summary, .history (a dict per epoch), .run_dir, .model.
-
-    `config` may be the path of a YAML file, a dict or a TrainConfig; keyword settings override it.
-    `resume=RUN_DIR` continues that run from its last checkpoint (settings: see RESUMABLE).
-    """
+def start_training(config=None, resume: str | os.PathLike | None = None, settings: dict | None = None, *,
+                   echo_summary: bool = True):
+    """What `cifarlab train` and `cifarlab.train` both do: go on with a run (`resume`), or train one run,
+    or one per seed. Returns the RunResult, or a list of them for seeds."""
     from .training import run_training
 
+    settings = settings or {}
     if resume is not None:
         if config is not None:
             raise ConfigError("resume", "takes its settings from the run folder; do not give a config as well")
-        return resume_training(resume, **settings)
+        return resume_training(resume, echo_summary=echo_summary, **settings)
     cfg = resolve_config(config, **settings)
     if cfg.seeds:
-        return train_seeds(cfg)
-    return run_training(cfg)
+        return train_seeds(cfg, echo_summary=echo_summary)
+    return run_training(cfg, echo_summary=echo_summary)
 
 
-def train_seeds(cfg: TrainConfig):
-    """One run per seed in OUT/seed-N; OUT/summary.json holds each test accuracy, their mean and std."""
+def train(config=None, *, resume: str | os.PathLike | None = None, **settings) -> Run | list[Run] | None:
+    """Train a model and return its Run (a list of Runs with `seeds`).
+
+    `config`: the path of a YAML file, a dict or a TrainConfig; keyword settings override it.
+    `resume=RUN_DIR` goes on with that run from its last checkpoint (`epochs` may be raised; settings that
+    change what is learned are refused). The model's layer table goes to model_summary.txt
+    (`run.model_summary()`) rather than to the notebook. Under torchrun, processes other than rank 0
+    return None.
+    """
+    from . import distributed
+
+    results = start_training(config, resume, settings, echo_summary=False)
+    if isinstance(results, list):
+        return [Run(result.run_dir) for result in results]
+    return Run(results.run_dir) if distributed.from_environment().main else None
+
+
+def load_run(run_dir: str | os.PathLike, *, data_dir: str | None = None, device: str | None = None) -> Run:
+    """The Run of a finished run folder, rebuilt from its model.safetensors. `data_dir`: where the data
+    is now, if not where the run found it; `device`: where to evaluate (default: the run's own)."""
+    return Run(run_dir, data_dir=data_dir, device=device)
+
+
+def train_seeds(cfg: TrainConfig, echo_summary: bool = True) -> list:
+    """One run per seed in OUT/seed-N; OUT/summary.json holds each test accuracy, their mean and std.
+    Returns the runs' RunResults."""
     import dataclasses
     import statistics
 
     from .rundir import RunFolder
-    from .training import RunResult, run_training
+    from .training import run_training
 
     folder = RunFolder.create(cfg.out, f"{cfg.model}-seeds", overwrite=cfg.overwrite)
     results = []
     for seed in (int(s) for s in cfg.seeds):
         print(f"--- seed {seed} ---", flush=True)
         one = dataclasses.replace(cfg, seed=seed, seeds=[], out=str(folder.path / f"seed-{seed}"))
-        results.append(run_training(one))
+        results.append(run_training(one, echo_summary=echo_summary))
     accuracies = [r.summary["test_accuracy"] for r in results]
     summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "seeds": [int(s) for s in cfg.seeds],
                "test_accuracy": statistics.fmean(accuracies),
@@ -65,10 +98,10 @@ def train_seeds(cfg: TrainConfig):
     folder.write_json("summary.json", summary)
     print(f"test accuracy over {len(accuracies)} seeds: {summary['test_accuracy']:.2%} "
           f"± {summary['test_accuracy_std']:.2%} (std); {folder.file('summary.json')}", flush=True)
-    return RunResult(summary, [r.history for r in results], folder.path, results[-1].model)
+    return results
 
 
-def resume_training(run_dir: str | os.PathLike, **settings):
+def resume_training(run_dir: str | os.PathLike, echo_summary: bool = True, **settings):
     """Continue a run from its checkpoint. Settings that would change what is learned are refused;
     --epochs may be raised."""
     from .checkpoint import load_checkpoint
@@ -93,22 +126,76 @@ def resume_training(run_dir: str | os.PathLike, **settings):
     if cfg.epochs < done or (cfg.epochs == done and (folder / "summary.json").is_file()):
         raise ConfigError("epochs", f"the run has already trained {done} epochs; pass --epochs above {done} "
                                     "to train longer")
-    return run_training(cfg, checkpoint)
+    return run_training(cfg, checkpoint, echo_summary=echo_summary)
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | None = None, device: str | None = None,
                  tta: bool | None = None, tta_shift: int | None = None) -> dict:
-    """Re-measure a saved run's test accuracy from its model.safetensors; `tta`, `tta_shift` override
-    the run's test-time augmentation (turning `tta` off also drops the run's shift)."""
-    from .config import make_config
-    from .saved_run import evaluate_saved, load_run
+    """Re-measure a saved run's test accuracy from its model.safetensors (see Run.evaluate)."""
+    return load_run(run_dir, data_dir=data_dir, device=device).evaluate(tta=tta, tta_shift=tta_shift)
 
-    run = load_run(Path(run_dir), data_dir=data_dir, device=device)
-    run_views = (run.cfg.tta, run.cfg.tta_shift)
-    overrides = {name: value for name, value in (("tta", tta), ("tta_shift", tta_shift)) if value is not None}
-    if tta is False and tta_shift is None:
-        overrides["tta_shift"] = 0
-    run.cfg = make_config(overrides, base=run.cfg)
-    views = (run.cfg.tta, run.cfg.tta_shift)
-    return {**evaluate_saved(run), "tta": run.cfg.tta, "tta_shift": run.cfg.tta_shift,
-            "same_views_as_run": views == run_views}
+
+@dataclass
+class Comparison:
+    """Runs side by side: `table` (a DataFrame, a row per run) and `figure` (their test curves)."""
+
+    table: "pandas.DataFrame"  # noqa: F821
+    figure: "matplotlib.figure.Figure"  # noqa: F821
+
+    def __iter__(self):  # table, figure = cifarlab.compare(...)
+        return iter((self.table, self.figure))
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        from .explain.plots import png_bytes
+
+        png = base64.b64encode(png_bytes(self.figure, dpi=70)).decode("ascii")
+        return f"{self.table.to_html(index=False)}<img alt='test accuracy per epoch' src='data:image/png;base64,{png}'>"
+
+
+def compare(runs) -> Comparison:
+    """Several finished runs (Run objects or run folders) side by side: a table of their recipes and
+    test accuracies, and a figure of their test-accuracy curves."""
+    from .explain.compare import compare_runs
+
+    folders = [run.run_dir if isinstance(run, Run) else run for run in runs]
+    return Comparison(*compare_runs(folders))
+
+
+def lr_find(config=None, **settings):
+    """The learning-rate range test with these settings' model, data, augmentation and optimizer (a
+    throwaway copy of the model; `lr_find_steps` batches). Returns the test: `.suggestion` (a peak lr
+    for onecycle), `.lrs`, `.losses`, and `.plot()`, a Figure."""
+    from .training import find_lr, prepare
+
+    cfg = resolve_config(config, **settings)
+    device, precision, splits = prepare(cfg)
+    return find_lr(cfg, splits, device, precision)
+
+
+def settings_doc() -> str:
+    """Every setting with its one-line help and default, for the docstrings of train and lr_find."""
+    lines = []
+    for name, f in FIELDS.items():
+        choices = f.metadata.get("choices")
+        allowed = f" ({'|'.join(map(str, choices))})" if choices else ""
+        lines.append(f"    {name} = {default_of(name)!r}: {f.metadata['help']}{allowed}")
+    return "\n".join(lines)
+
+
+def show_settings(function):
+    """Give `function(config=None, *, ..., **settings)` a signature that names every setting with its
+    default, so help(), Jupyter's Shift-Tab and Tab completion list them (generated from TrainConfig)."""
+    signature = inspect.signature(function)
+    fixed = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    settings = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default_of(name),
+                                  annotation=f.type) for name, f in FIELDS.items()]
+    function.__signature__ = signature.replace(parameters=fixed + settings)
+    function.__doc__ = (function.__doc__ or "").rstrip() + "\n\n    Settings (the same names as YAML keys, and as " \
+        "--flags with dashes on the command line):\n" + settings_doc() + "\n"
+    return function
+
+
+show_settings(train)
+show_settings(lr_find)

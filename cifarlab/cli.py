@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-from .config import FIELDS, field_kind
+from .config import FIELDS, REPORT_SETTINGS, default_of, field_kind
 from .errors import CifarlabError
-
-
-REPORT_SETTINGS = ("misclassified", "misclassified_order", "cam", "cam_layer", "cam_true_class")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> None:
@@ -25,7 +21,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
         choices = f.metadata.get("choices")
         if choices:
             help_text += f" ({'|'.join(map(str, choices))})"
-        default = _default_of(f)
+        default = default_of(name)
         if default not in (None, []) and field_kind(f) != "bool":
             default = ",".join(map(str, default)) if isinstance(default, list) else default
             help_text += f" [default: {default}]"
@@ -35,11 +31,6 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
         else:
             metavar = "A,B" if field_kind(f) == "list" else name.upper()
             group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
-
-
-def _default_of(f: dataclasses.Field):
-    """A field's default; list settings keep theirs in a factory (so no two configs share one list)."""
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def given_settings(args: argparse.Namespace) -> dict:
@@ -102,35 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from .api import resolve_config
-    from .training import run_training
+    from .api import start_training
 
-    settings = given_settings(args)
-    if args.resume:
-        from .api import train
-
-        train(args.config, resume=args.resume, **settings)
-        return 0
-    cfg = resolve_config(args.config, **settings)
-    if cfg.seeds:
-        from .api import train_seeds
-
-        train_seeds(cfg)
-        return 0
-    run_training(cfg)
+    start_training(args.config, args.resume, given_settings(args), echo_summary=True)
     return 0
 
 
 def command_lr_find(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .api import resolve_config
-    from .training import find_lr, prepare
+    from .api import lr_find
+    from .explain.plots import save_png
 
-    settings = given_settings(args)
-    cfg = resolve_config(args.config, **settings)
-    device, precision, splits = prepare(cfg)
-    result = find_lr(cfg, splits, device, precision, Path(args.plot))
+    result = lr_find(args.config, **given_settings(args))
+    save_png(result.plot(), Path(args.plot))
     end = "stopped when the loss diverged" if result.diverged else "reached the largest lr"
     print(f"LR range test over {len(result.lrs)} batches ({end}): suggested max lr for onecycle "
           f"{result.suggestion:.4g}; plot {args.plot}")
@@ -157,10 +133,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .saved_run import load_run, report_saved
+    from .saved_run import read_saved_run, report_saved
 
     overrides = {name: getattr(args, name) for name in REPORT_SETTINGS if hasattr(args, name)}
-    run = load_run(Path(args.run_dir), data_dir=args.data_dir, device=args.device, overrides=overrides)
+    run = read_saved_run(Path(args.run_dir), data_dir=args.data_dir, device=args.device, overrides=overrides)
     report_saved(run)
     print(f"wrote the report of {run.folder.path}: {run.folder.file('report.html')}")
     return 0
@@ -185,9 +161,14 @@ def command_predict(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from .explain.compare import compare_runs
+    from pathlib import Path
 
-    print(compare_runs(args.run_dirs, args.out))
+    from .explain.compare import compare_runs, table_text
+    from .explain.plots import save_png
+
+    table, figure = compare_runs(args.run_dirs)
+    save_png(figure, Path(args.out))
+    print(f"{table_text(table)}\n(test-accuracy curves: {args.out})")
     return 0
 
 

@@ -33,6 +33,8 @@ MISCLASSIFIED_ORDERS = ("index", "confidence")
 NORMS = ("batch", "layer", "group", "ghost")
 LOSSES = ("ce", "nll")
 CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam", "scorecam")
+# The settings that shape only the report: `cifarlab report RUN` and Run.report() take these alone.
+REPORT_SETTINGS = ("misclassified", "misclassified_order", "cam", "cam_layer", "cam_true_class")
 
 
 def _setting(default: Any, help: str, *, choices: tuple | None = None,
@@ -313,12 +315,36 @@ def _check_together(cfg: TrainConfig) -> None:
                                   "folder (an image folder needs train/<class>/* and test/<class>/*)")
 
 
+def default_of(name: str) -> Any:
+    """A setting's default (list settings keep theirs in a factory, so no two configs share one list)."""
+    f = FIELDS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def not_a_setting(name: str) -> ConfigError:
+    """The refusal of an unknown setting name, with the nearest real one."""
+    import difflib
+
+    near = difflib.get_close_matches(str(name), FIELDS, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}?" if near else f"the settings are: {', '.join(FIELDS)}"
+    return ConfigError(str(name), f"is not a setting; {hint}")
+
+
+def checked(name: str, value: Any) -> Any:
+    """One setting's value, converted and checked alone (rules between settings are make_config's)."""
+    if name not in FIELDS:
+        raise not_a_setting(name)
+    value = _coerce(name, value)
+    _check(name, value)
+    return value
+
+
 def make_config(values: dict | None = None, base: TrainConfig | None = None) -> TrainConfig:
     """Build a checked TrainConfig: `base` (or the defaults) with `values` laid over it."""
     values = dict(values or {})
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ConfigError(unknown[0], f"is not a setting; the settings are: {', '.join(FIELDS)}")
+        raise not_a_setting(unknown[0])
     merged = (base or TrainConfig()).to_dict()
     for name, value in values.items():
         merged[name] = _coerce(name, value)
@@ -356,8 +382,8 @@ def read_config_file(path: str | os.PathLike) -> dict:
     values.pop(ENVIRONMENT_KEY, None)
     for key in values:
         if not isinstance(key, str) or key not in FIELDS:
-            raise ConfigError("config", f"{path}: unknown setting {key!r}; the settings are: "
-                                        f"{', '.join(FIELDS)}")
+            raise ConfigError("config", f"{path}: unknown setting {key!r}; "
+                                        f"{str(not_a_setting(key)).split('; ', 1)[1]}")
     return values
 
 

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
-from .config import TrainConfig, make_config, read_config_file
+from . import __version__
+from .config import ENVIRONMENT_KEY, TrainConfig, make_config, read_config_file
 from .data import Split
 from .data.datasets import load_test_split
-from .errors import CifarlabError
+from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
 from .rundir import RunFolder
 from .runtime import EMULATED_BF16, bf16_is_emulated, resolve_device, resolve_precision
@@ -30,17 +32,40 @@ class SavedRun:
     precision: str
 
 
-def load_run(path: Path, data_dir: str | None = None, device: str | None = None,
-             overrides: dict | None = None) -> SavedRun:
-    """The run in folder `path`; `overrides` replace settings that only shape its report."""
+def written_by(folder: RunFolder) -> str | None:
+    """The cifarlab version that wrote the run, as its config.yaml records it (None if it does not)."""
+    try:
+        values = yaml.safe_load(folder.file("config.yaml").read_text(encoding="utf-8")) or {}
+        return str(values.get(ENVIRONMENT_KEY, {}).get("cifarlab")) if isinstance(values, dict) else None
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def run_config(folder: RunFolder, overrides: dict | None = None) -> TrainConfig:
+    """The run's settings from its config.yaml, with `overrides` laid over them. A run written by another
+    version of cifarlab whose settings this one cannot read is refused in one line naming that version."""
+    if not folder.file("config.yaml").is_file():
+        raise CifarlabError(f"{folder.path} is not a cifarlab run folder (no config.yaml)")
+    try:
+        return make_config({**read_config_file(folder.file("config.yaml")), **(overrides or {})})
+    except ConfigError as exc:
+        version = written_by(folder)
+        if exc.name in ("data", "data_dir") or version in (None, __version__):
+            raise
+        raise CifarlabError(f"{folder.path} was written by cifarlab {version}, whose settings cifarlab "
+                            f"{__version__} cannot read ({exc}); open it with cifarlab {version}") from None
+
+
+def read_saved_run(path: Path, data_dir: str | None = None, device: str | None = None,
+                   overrides: dict | None = None) -> SavedRun:
+    """The finished run in folder `path`; `overrides` replace settings that only shape its report."""
     folder = RunFolder(path)
     if not folder.path.is_dir():
         raise CifarlabError(f"no run folder at {path}")
-    values = read_config_file(folder.file("config.yaml"))
-    values.update(overrides or {})
-    if data_dir:
-        values["data_dir"] = data_dir
-    cfg = make_config(values)
+    cfg = run_config(folder, {**(overrides or {}), **({"data_dir": data_dir} if data_dir else {})})
+    if not folder.file("model.safetensors").is_file():
+        raise CifarlabError(f"{folder.path} holds no finished run (no model.safetensors); if it was stopped, "
+                            f"finish it with: cifarlab train --resume {folder.path}")
     summary = folder.read_json("summary.json")
     target = resolve_device(device or cfg.device)
     model, info = load_model(folder.file("model.safetensors"), device=target)

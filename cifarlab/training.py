@@ -256,7 +256,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 def find_lr(cfg: TrainConfig, splits: Splits, device, precision, plot_path: Path | None = None):
     """The LR range test with this run's model, data, augmentation and optimizer (a throwaway copy)."""
     from .explain.plots import save_png
-    from .lr_find import lr_range_test, range_test_figure
+    from .lr_range import lr_range_test, range_test_figure
 
     probe_cfg = dataclasses.replace(cfg, lr=1e-5)
     model = build_model(probe_cfg, len(splits.classes)).to(device)
@@ -300,9 +300,10 @@ def open_run_folder(cfg: TrainConfig, resuming: bool, context: Context) -> RunFo
     return RunFolder(broadcast_text(path, context))
 
 
-def run_training(cfg: TrainConfig, checkpoint: Checkpoint | None = None) -> RunResult:
+def run_training(cfg: TrainConfig, checkpoint: Checkpoint | None = None, echo_summary: bool = True) -> RunResult:
     """Train (or, from `checkpoint`, go on training) and write the run folder. Under torchrun every
-    process runs this; see cifarlab.distributed."""
+    process runs this; see cifarlab.distributed. `echo_summary`: also print the model's layer table (the
+    command line does; in a notebook it stays in model_summary.txt)."""
     context = distributed.from_environment()
     device, precision, splits = prepare(cfg, context)
     configure_backend(device)
@@ -311,13 +312,14 @@ def run_training(cfg: TrainConfig, checkpoint: Checkpoint | None = None) -> RunR
     run = open_run_folder(cfg, resuming=checkpoint is not None, context=context)
     try:
         with StopRequests(graceful_sigterm=not context.enabled) as stop:
-            return train_run(cfg, run, model, splits, device, precision, checkpoint, stop, context)
+            return train_run(cfg, run, model, splits, device, precision, checkpoint, stop, context, echo_summary)
     except OSError as exc:  # disk full, folder removed or made read-only under us
         raise CifarlabError(f"cannot write to the run folder {run.path}: {exc.strerror or exc}") from None
 
 
 def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, device, precision,
-              checkpoint: Checkpoint | None, stop: StopRequests, context: Context = SINGLE) -> RunResult:
+              checkpoint: Checkpoint | None, stop: StopRequests, context: Context = SINGLE,
+              echo_summary: bool = True) -> RunResult:
     main = context.main
     say = print if main else (lambda *args, **kwargs: None)
     state = checkpoint.state if checkpoint else TrainingState(epoch=1)
@@ -345,7 +347,8 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
     summary_text = model_summary(model)
     if main:
         run.write_text("model_summary.txt", summary_text + "\n")
-    say(summary_text)
+    if echo_summary:
+        say(summary_text)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -53,7 +53,12 @@ def load_model(path: str | os.PathLike, device="cpu") -> tuple[nn.Module, dict]:
         model = create_model(info["model"], num_classes=len(info["classes"]), **info.get("model_args", {}))
         model.load_state_dict(tensors)
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise CifarlabError(f"{path} does not match its model description: {exc}") from None
+        from . import __version__
+
+        writer = info.get("cifarlab", "an unknown version")
+        hint = f" (written by cifarlab {writer}; this is {__version__})" if writer != __version__ else ""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CifarlabError(f"{path} does not match its model description{hint}: {first}") from None
     model.to(device).eval()
     if info.get("channels_last"):
         model.to(memory_format=torch.channels_last)

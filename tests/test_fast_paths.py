@@ -162,4 +162,5 @@ def test_seeds_train_once_each_and_report_mean_and_std(quick):
     assert summary["test_accuracies"] == accuracies
     assert summary["test_accuracy"] == pytest.approx(sum(accuracies) / 2)
     assert summary["test_accuracy_std"] == pytest.approx(torch.tensor(accuracies).std().item(), abs=1e-9)
-    assert result.summary == summary
+    assert [run.summary for run in result] == each  # a Run per seed
+    assert [run.run_dir for run in result] == [out / "seed-0", out / "seed-1"]

@@ -94,13 +94,13 @@ def test_flags_override_the_config_file(quick, tmp_path):
 def test_training_learns_far_above_chance(quick):
     result = train({**quick, "epochs": 4, "lr": 0.1, "batch_size": 20})  # 40 steps: BN stats settle
     assert result.summary["test_accuracy"] > 0.6  # ten classes: chance is 0.1
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+    assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0]
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4]
 
 
 def test_test_split_measured_only_when_asked_and_always_at_the_end(quick):
     result = train({**quick, "epochs": 3, "test_every": 0})
-    assert [row.get("test_acc") is not None for row in result.history] == [False, False, True]
+    assert result.history["test_acc"].notna().tolist() == [False, False, True]
     rows = read_metrics(Path(quick["out"]) / "metrics.csv")
     assert rows[0]["test_acc"] is None and rows[2]["test_acc"] is not None
 
@@ -111,17 +111,17 @@ def test_optimizers_and_schedulers_train(quick, optimizer, scheduler):
     lr = 0.05 if optimizer in ("sgd", "muon") else 0.003
     result = train({**quick, "optimizer": optimizer, "scheduler": scheduler, "lr": lr, "step_size": 1,
                     "gamma": 0.5, "epochs": 2})
-    lrs = [row["lr"] for row in result.history]
+    lrs = result.history["lr"].tolist()
     if scheduler == "step":
         assert lrs == pytest.approx([lr, lr * 0.5])
     if scheduler == "none":
         assert lrs == pytest.approx([lr, lr])
-    assert torch.isfinite(torch.tensor(result.history[-1]["train_loss"]))
+    assert torch.isfinite(torch.tensor(result.history["train_loss"].iloc[-1]))
 
 
 def test_onecycle_rises_then_falls(quick):
     result = train({**quick, "epochs": 4, "scheduler": "onecycle", "lr": 0.1})
-    lrs = [row["lr"] for row in result.history]
+    lrs = result.history["lr"].tolist()
     assert lrs[0] < 0.1 / 5 and max(lrs) > lrs[0] and max(lrs) <= 0.1
 
 

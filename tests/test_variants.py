@@ -11,7 +11,7 @@ from cifarlab.api import resolve_config
 from cifarlab.cli import main
 from cifarlab.errors import ConfigError
 from cifarlab.losses import create_loss
-from cifarlab.lr_find import lr_range_test
+from cifarlab.lr_range import lr_range_test
 from cifarlab.models import count_parameters, create_model, default_cam_layer
 from cifarlab.models.norm import GhostBatchNorm2d
 
@@ -168,7 +168,7 @@ def test_every_assignment_config_loads_validates_and_trains_a_step(path, cifar_d
                 out=str(tmp_path / "run"), progress=False, device="cpu", val_split=min(cfg.val_split, 10))
     result = train(path, **tiny)
     assert result.summary["model"] == cfg.model and len(result.history) == 1
-    assert torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
+    assert torch.isfinite(torch.tensor(result.history["train_loss"].iloc[0]))
 
 
 def test_configs_cover_the_six_assignments():

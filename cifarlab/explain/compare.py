@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+import pandas as pd
+from matplotlib.figure import Figure
 
 from ..config import read_config_file
 from ..errors import CifarlabError
@@ -23,8 +26,9 @@ def recipe(settings: dict) -> str:
     return " ".join(parts)
 
 
-def compare_runs(run_dirs: list[str], figure_path: str | Path) -> str:
-    """The comparison table as text; the figure of test-accuracy curves is written to `figure_path`."""
+def compare_runs(run_dirs: list[str | os.PathLike]) -> tuple[pd.DataFrame, Figure]:
+    """A row per run (test accuracy of the final model on the whole test split, validation accuracy
+    where the run held a split out, train time) and a figure of the runs' test-accuracy curves."""
     rows, curves = [], []
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
@@ -32,13 +36,18 @@ def compare_runs(run_dirs: list[str], figure_path: str | Path) -> str:
             raise CifarlabError(f"no run folder at {run_dir}")
         summary = folder.read_json("summary.json")
         settings = read_config_file(folder.file("config.yaml"))
-        history = read_metrics(folder.file("metrics.csv"))
-        name = folder.path.name
-        curves.append((name, history))
-        rows.append([name, summary.get("model", "?"), recipe(settings), str(summary.get("epochs", "?")),
-                     f"{summary['test_accuracy']:.2%}", f"{summary.get('train_seconds', 0):.0f}s"])
-    plots.save_png(plots.compare_figure(curves), Path(figure_path))
-    header = ["run", "model", "recipe", "epochs", "test acc", "train time"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
-    return "\n".join(lines) + f"\n(test-accuracy curves: {figure_path})"
+        curves.append((folder.path.name, read_metrics(folder.file("metrics.csv"))))
+        rows.append({"run": folder.path.name, "model": summary.get("model"), "recipe": recipe(settings),
+                     "epochs": summary.get("epochs"), "test_accuracy": summary["test_accuracy"],
+                     "val_accuracy": summary.get("val_accuracy"), "train_seconds": summary.get("train_seconds")})
+    return pd.DataFrame(rows), plots.compare_figure(curves)
+
+
+def table_text(table: pd.DataFrame) -> str:
+    """The comparison as aligned text for the terminal."""
+    shown = table.assign(
+        test_accuracy=table["test_accuracy"].map("{:.2%}".format),
+        val_accuracy=table["val_accuracy"].map(lambda v: "" if pd.isna(v) else f"{v:.2%}"),
+        train_seconds=table["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}s"))
+    return shown.rename(columns={"test_accuracy": "test acc", "val_accuracy": "val acc",
+                                 "train_seconds": "train time"}).to_string(index=False)

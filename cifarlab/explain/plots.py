@@ -6,8 +6,8 @@ import io
 import math
 from pathlib import Path
 
+import matplotlib.figure
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..rundir import write_atomic
@@ -15,10 +15,27 @@ from ..rundir import write_atomic
 SPLIT_STYLE = {"train": ("tab:blue", "-"), "val": ("tab:orange", "--"), "test": ("tab:green", "-")}
 
 
-def save_png(figure: Figure, path: Path, dpi: int = 110) -> None:
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that Jupyter shows inline as the value of a cell, even where pyplot (and with
+    it the inline backend's display hook) was never imported; built with the object API, so it never
+    joins pyplot's global figures and is never shown twice."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self)
+
+
+def png_bytes(figure: Figure, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    write_atomic(Path(path), buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_png(figure: Figure, path: Path, dpi: int = 110) -> None:
+    write_atomic(Path(path), png_bytes(figure, dpi))
+
+
+def curves_title(summary: dict) -> str:
+    return f"{summary.get('model')} on {summary.get('data')}"
 
 
 def _series(history: list[dict], key: str):

@@ -9,10 +9,45 @@ import torch
 from PIL import Image
 
 from ..data import to_model_input
-from ..data.folder import read_image
+from ..data.folder import read_image, to_rgb32
+from ..errors import CifarlabError
 from ..models import default_cam_layer
 from ..rundir import write_atomic
 from .gradcam import cam_maps, overlay
+
+
+def as_rgb32(image) -> np.ndarray:
+    """One image as uint8 (3, 32, 32), from a file path, a PIL image, or an array or tensor laid out
+    (H, W), (H, W, 3|4) or (3, H, W), either uint8 or floats in [0, 1]; any size (shorter side to 32,
+    centre crop, as for an image folder)."""
+    if isinstance(image, (str, Path)):
+        return read_image(Path(image))
+    if isinstance(image, Image.Image):
+        return to_rgb32(image)
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (3, 4):
+        array = array.transpose(1, 2, 0)  # (C, H, W) to (H, W, C)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise CifarlabError(f"images: cannot read an array of shape {tuple(array.shape)} as an image "
+                            "(expected (H, W), (H, W, 3) or (3, H, W))")
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    return to_rgb32(Image.fromarray(array))
+
+
+def as_batch(images) -> tuple[torch.Tensor, list[str]]:
+    """uint8 (N, 3, 32, 32) and a name per image (its path, or its position) from one image, a list of
+    them, or a batch array/tensor (N, 3, H, W) or (N, H, W, 3)."""
+    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
+        images = list(images)
+    elif not isinstance(images, (list, tuple)):
+        images = [images]
+    if not images:
+        raise CifarlabError("images: give at least one image")
+    names = [str(image) if isinstance(image, (str, Path)) else str(i) for i, image in enumerate(images)]
+    return torch.from_numpy(np.stack([as_rgb32(image) for image in images])), names
 
 
 @torch.inference_mode()

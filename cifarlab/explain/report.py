@@ -14,6 +14,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from torch import nn
 
 from ..config import TrainConfig
@@ -23,7 +24,10 @@ from ..models import default_cam_layer
 from ..rundir import RunFolder
 from . import plots
 from .analysis import confusion_matrix, misclassified, per_class_accuracy
+from .facts import run_facts
 from .gradcam import cam_maps, overlay, target_layer
+
+MISCLASSIFIED_COLUMNS = ("test_index", "true", "predicted", "confidence")
 
 
 def cam_layer_name(cfg: TrainConfig) -> str:
@@ -51,26 +55,33 @@ def write_tables(folder: RunFolder, evaluation: Evaluation, classes: list[str]) 
     return confusion, per_class
 
 
-def write_misclassified(folder: RunFolder, wrong: list[dict], split: Split, classes: list[str]) -> None:
-    folder.write_text("misclassified.csv", csv_text(
-        ["test_index", "true", "predicted", "confidence"],
-        [[w["index"], classes[w["true"]], classes[w["predicted"]], f"{w['confidence']:.6f}"] for w in wrong]))
+def misclassified_figure(wrong: list[dict], split: Split, classes: list[str]) -> Figure:
+    """The wrong images in their real colours, titled with test index, true and predicted class."""
     panels = [plots.to_hwc(split.images[w["index"]].cpu()) for w in wrong]
     titles = [f"#{w['index']} true: {classes[w['true']]}\npred: {classes[w['predicted']]} ({w['confidence']:.0%})"
               for w in wrong]
-    plots.save_png(plots.image_grid(panels, titles, columns=5, title=f"{len(wrong)} misclassified test images"),
-                   folder.file("misclassified.png"))
+    return plots.image_grid(panels, titles, columns=5, title=f"{len(wrong)} misclassified test images")
 
 
-def write_gradcam(folder: RunFolder, wrong: list[dict], split: Split, classes: list[str], *, model: nn.Module,
-                  info: dict, cfg: TrainConfig, device) -> np.ndarray:
-    """Grad-CAM over the misclassified images, in order; returns the predicted-class heat maps."""
-    layer = cam_layer_name(cfg)
+def misclassified_rows(wrong: list[dict], classes: list[str]) -> list[list]:
+    return [[w["index"], classes[w["true"]], classes[w["predicted"]], w["confidence"]] for w in wrong]
+
+
+def write_misclassified(folder: RunFolder, wrong: list[dict], split: Split, classes: list[str]) -> None:
+    rows = [[*row[:3], f"{row[3]:.6f}"] for row in misclassified_rows(wrong, classes)]
+    folder.write_text("misclassified.csv", csv_text(list(MISCLASSIFIED_COLUMNS), rows))
+    plots.save_png(misclassified_figure(wrong, split, classes), folder.file("misclassified.png"))
+
+
+def gradcam_figure(wrong: list[dict], split: Split, classes: list[str], *, model: nn.Module, info: dict,
+                   method: str, layer: str, true_class: bool, device) -> Figure:
+    """Heat maps of `method` on `layer` over exactly the `wrong` images, in their order: for the
+    predicted class, and with `true_class` also for the true one beside it."""
     index = [w["index"] for w in wrong]
     images = split.images[index].to(device)
     inputs = to_model_input(images, info["mean"], info["std"], channels_last=False)
-    predicted_maps = cam_maps(model, inputs, [w["predicted"] for w in wrong], cfg.cam, layer)
-    true_maps = cam_maps(model, inputs, [w["true"] for w in wrong], cfg.cam, layer) if cfg.cam_true_class else None
+    predicted_maps = cam_maps(model, inputs, [w["predicted"] for w in wrong], method, layer)
+    true_maps = cam_maps(model, inputs, [w["true"] for w in wrong], method, layer) if true_class else None
     raw = images.cpu().numpy()
     panels, titles = [], []
     for k, w in enumerate(wrong):
@@ -81,10 +92,8 @@ def write_gradcam(folder: RunFolder, wrong: list[dict], split: Split, classes: l
             titles.append(f"#{w['index']} for true: {classes[w['true']]}")
     columns = 10 if true_maps is not None else 5
     side = "predicted | true class" if true_maps is not None else "predicted class"
-    plots.save_png(plots.image_grid(panels, titles, columns=columns,
-                                    title=f"{cfg.cam} on {layer} ({side}), same images as misclassified.png"),
-                   folder.file("gradcam.png"))
-    return predicted_maps
+    return plots.image_grid(panels, titles, columns=columns,
+                            title=f"{method} on {layer} ({side}), the misclassified images in the same order")
 
 
 def image_tag(path: Path, alt: str) -> str:
@@ -121,13 +130,7 @@ def render_html(folder: RunFolder, *, cfg: TrainConfig, summary: dict, per_class
     acc = summary.get("test_accuracy")
     headline = (f"Test accuracy <b>{acc:.2%}</b> on {summary.get('test_images')} test images "
                 f"(final model, whole test split)") if acc is not None else "no test accuracy recorded"
-    facts = [["model", f"{summary.get('model')} ({summary.get('params', 0):,} parameters)"],
-             ["data", f"{summary.get('data')}: {summary.get('train_images')} train, {summary.get('val_images', 0)} "
-                      f"validation, {summary.get('test_images')} test images"],
-             ["epochs", summary.get("epochs")], ["train time", f"{summary.get('train_seconds', 0):.0f} s"],
-             ["device, precision", f"{summary.get('device')}, {summary.get('precision')}"]]
-    if summary.get("val_accuracy") is not None:
-        facts.append(["validation accuracy", f"{summary['val_accuracy']:.2%}"])
+    facts = run_facts(summary)
     settings = [[k, v] for k, v in cfg.to_dict().items()]
     class_rows = [[classes[r["class_index"]], r["correct"], r["total"], f"{r['accuracy']:.2%}"] for r in per_class]
     summary_text = f("model_summary.txt").read_text() if f("model_summary.txt").is_file() else ""
@@ -170,13 +173,16 @@ def write_report(folder: RunFolder, *, model: nn.Module, info: dict, cfg: TrainC
                  evaluation: Evaluation, history: list[dict], summary: dict, device) -> None:
     classes = info["classes"]
     target_layer(model, cam_layer_name(cfg))  # refuse a wrong layer before any file is replaced
-    plots.save_png(plots.curves_figure(history, title=f"{summary.get('model')} on {summary.get('data')}"),
-                   folder.file("curves.png"))
+    plots.save_png(plots.curves_figure(history, title=plots.curves_title(summary)), folder.file("curves.png"))
     _, per_class = write_tables(folder, evaluation, classes)
     wrong = misclassified(evaluation.logits, evaluation.labels, cfg.misclassified, cfg.misclassified_order)
     write_misclassified(folder, wrong, test_split, classes)
     if wrong:
-        write_gradcam(folder, wrong, test_split, classes, model=model, info=info, cfg=cfg, device=device)
+        plots.save_png(gradcam_figure(wrong, test_split, classes, model=model, info=info, method=cfg.cam,
+                                      layer=cam_layer_name(cfg), true_class=cfg.cam_true_class, device=device),
+                       folder.file("gradcam.png"))
+    else:  # no image to explain: a Grad-CAM figure of an earlier report would not show "the images above"
+        folder.file("gradcam.png").unlink(missing_ok=True)
     if not folder.file("model_summary.txt").is_file():
         from ..summary import model_summary
 

@@ -13,18 +13,30 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from .explain.plots import Figure
 
 from .optim import set_lr
 
 
-@dataclass
+@dataclass(repr=False)
 class RangeTest:
+    """The result of the LR range test: `suggestion` is a peak lr for onecycle; `plot()` draws the test."""
+
     lrs: list[float]
     losses: list[float]     # smoothed
     raw_losses: list[float]
     suggestion: float
     diverged: bool
+
+    def plot(self) -> Figure:
+        """The smoothed and raw loss against the lr (log scale), the suggestion marked."""
+        return range_test_figure(self)
+
+    def __repr__(self) -> str:
+        end = "stopped when the loss diverged" if self.diverged else "reached the largest lr"
+        return (f"LR range test over {len(self.lrs)} batches ({end}): suggested max lr {self.suggestion:.4g}; "
+                ".plot() draws it")
 
 
 def suggest_lr(lrs: list[float], losses: list[float], skip_start: int = 10) -> float:

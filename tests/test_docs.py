@@ -1,0 +1,68 @@
+"""The README and docs/: short, about the project alone, and every command and code block runs as written."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+import cifarlab
+from cifarlab.cli import build_parser
+from helpers import write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PROSE = PAGES + sorted((ROOT / "benchmarks").glob("*.md"))
+
+
+def blocks(page: Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", page.read_text(encoding="utf-8"), flags=re.M | re.S)
+
+
+def test_the_readme_is_a_short_guide():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text) <= 12_000, len(text)
+    first = blocks(ROOT / "README.md", "bash")[0].splitlines()
+    assert "python3 -m venv .venv" in first[0] and first[1].startswith("bash scripts/test.sh")
+
+
+@pytest.mark.parametrize("page", PROSE, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_pages_speak_of_the_project_alone(page):
+    text = page.read_text(encoding="utf-8")
+    for word in (r"\bissues? \d", r"\bsessions?\b", r"DEVELOPERS\.md", r"\.\./shared"):
+        assert not re.search(word, text, flags=re.I), (word, page.name)
+
+
+@pytest.mark.parametrize("page", PROSE, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_lead_to_files(page):
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+        assert (page.parent / target).exists(), f"{page.name} links to {target}, which is not there"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_cifarlab_command_in_the_docs_parses(page):
+    parser = build_parser()
+    for block in blocks(page, "bash"):
+        for line in block.splitlines():
+            words = shlex.split(line.split("  #")[0].replace("\\", ""))
+            if words[:1] != ["cifarlab"] or "--help" in words:
+                continue
+            parser.parse_args(words[1:])  # argparse exits (failing the test) on a flag that does not exist
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_python_blocks_run_on_tiny_data(page, tmp_path, monkeypatch):
+    """The page's Python blocks, in order, in one namespace, in a folder whose ./data is a tiny CIFAR-10;
+    training is cut to one epoch on the CPU (the blocks are written for the full data)."""
+    write_cifar10(tmp_path / "data", mislabelled_test=30)
+    monkeypatch.chdir(tmp_path)
+    real_train, real_lr_find = cifarlab.train, cifarlab.lr_find
+    short = dict(epochs=1, device="cpu", precision="fp32", progress=False, batch_size=50)
+    monkeypatch.setattr(cifarlab, "train", lambda config=None, **s: real_train(
+        config, **{**s, **short, "val_split": min(s.get("val_split", 0), 20)}))
+    monkeypatch.setattr(cifarlab, "lr_find", lambda config=None, **s: real_lr_find(
+        config, **{**s, **short, "lr_find_steps": 12}))
+    namespace = {}
+    for block in blocks(page, "python"):
+        exec(compile(block, f"{page.name} block", "exec"), namespace)
+    assert isinstance(namespace.get("run"), cifarlab.Run)
