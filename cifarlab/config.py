@@ -9,7 +9,6 @@ so a value is checked the same way whichever door it comes in by.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -297,9 +296,6 @@ def _check_together(cfg: TrainConfig) -> None:
     if cfg.lr == "auto" and cfg.scheduler != "onecycle":
         raise ConfigError("lr", "auto (the LR range test) chooses the peak of --scheduler onecycle; "
                                 f"with {cfg.scheduler} give a number")
-    if cfg.optimizer == "muon" and importlib.util.find_spec("torch.optim._muon") is None:
-        raise ConfigError("optimizer", "muon needs torch >= 2.9 (it uses torch.optim.Muon's Newton-Schulz step); "
-                                       "upgrade torch or choose sgd")
     swing = momentum_swing(cfg)
     if cfg.scheduler == "onecycle" and not (0 <= cfg.momentum - swing and cfg.momentum + swing < 1):
         raise ConfigError("onecycle_momentum_swing", f"momentum {cfg.momentum} +/- {swing} must stay within "
