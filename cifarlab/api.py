@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import FIELDS, TrainConfig, default_of, make_config, read_config_file
+from .config import FIELDS, LR_FIND_SETTINGS, TrainConfig, default_of, make_config, read_config_file
 from .errors import ConfigError
 from .run import Run
 
@@ -167,35 +167,41 @@ def lr_find(config=None, **settings):
     """The learning-rate range test with these settings' model, data, augmentation and optimizer (a
     throwaway copy of the model; `lr_find_steps` batches). Returns the test: `.suggestion` (a peak lr
     for onecycle), `.lrs`, `.losses`, and `.plot()`, a Figure."""
+    from .config import NOT_IN_LR_FIND
     from .training import find_lr, prepare
 
+    for name in settings:
+        if name in NOT_IN_LR_FIND:
+            raise ConfigError(name, "is not used by the LR range test (it sweeps the lr itself over lr_find_steps "
+                                    "batches of a throwaway copy)")
     cfg = resolve_config(config, **settings)
     device, precision, splits = prepare(cfg)
     return find_lr(cfg, splits, device, precision)
 
 
-def settings_doc() -> str:
-    """Every setting with its one-line help and default, for the docstrings of train and lr_find."""
+def settings_doc(names) -> str:
+    """The settings `names` with their one-line help and default, for the docstrings of train and lr_find."""
     lines = []
-    for name, f in FIELDS.items():
+    for name in names:
+        f = FIELDS[name]
         choices = f.metadata.get("choices")
         allowed = f" ({'|'.join(map(str, choices))})" if choices else ""
         lines.append(f"    {name} = {default_of(name)!r}: {f.metadata['help']}{allowed}")
     return "\n".join(lines)
 
 
-def show_settings(function):
-    """Give `function(config=None, *, ..., **settings)` a signature that names every setting with its
-    default, so help(), Jupyter's Shift-Tab and Tab completion list them (generated from TrainConfig)."""
+def show_settings(function, names=tuple(FIELDS)):
+    """Give `function(config=None, *, ..., **settings)` a signature that names the settings `names` with
+    their defaults, so help(), Jupyter's Shift-Tab and Tab completion list them (generated from TrainConfig)."""
     signature = inspect.signature(function)
     fixed = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     settings = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default_of(name),
-                                  annotation=f.type) for name, f in FIELDS.items()]
+                                  annotation=FIELDS[name].type) for name in names]
     function.__signature__ = signature.replace(parameters=fixed + settings)
     function.__doc__ = (function.__doc__ or "").rstrip() + "\n\n    Settings (the same names as YAML keys, and as " \
-        "--flags with dashes on the command line):\n" + settings_doc() + "\n"
+        "--flags with dashes on the command line):\n" + settings_doc(names) + "\n"
     return function
 
 
 show_settings(train)
-show_settings(lr_find)
+show_settings(lr_find, LR_FIND_SETTINGS)

@@ -10,7 +10,6 @@ checkpoint, so a kill at any instant leaves either the old or the new checkpoint
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from .errors import CifarlabError
+from .rundir import write_atomic
 
 CHECKPOINT = "checkpoint.safetensors"
 FORMAT = "cifarlab-checkpoint-1"
@@ -123,12 +123,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, schedule, scaler, state:
                       "partial": {k: v for k, v in state.partial.items() if not torch.is_tensor(v)}}}
     data = save(tensors, metadata={"cifarlab": json.dumps(meta)})
     path = Path(run_dir) / CHECKPOINT
-    tmp = path.with_name(f".{CHECKPOINT}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data)
     return path
 
 

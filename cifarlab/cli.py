@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import FIELDS, REPORT_SETTINGS, default_of, field_kind
+from .config import FIELDS, LR_FIND_SETTINGS, REPORT_SETTINGS, default_of, field_kind
 from .errors import CifarlabError
 
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "with an exponentially growing lr; plot the smoothed loss.")
     lr_find.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
     lr_find.add_argument("--plot", default="lr_find.png", help="where to write the plot [lr_find.png]")
-    add_setting_flags(lr_find)
+    add_setting_flags(lr_find, LR_FIND_SETTINGS)
 
     evaluate = commands.add_parser("evaluate", help="re-measure a saved run's test accuracy")
     evaluate.add_argument("run_dir", help="a run folder written by `cifarlab train`")

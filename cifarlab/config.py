@@ -204,6 +204,13 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# The LR range test (`cifarlab lr-find`, cifarlab.lr_find) trains a throwaway copy for lr_find_steps batches at
+# an lr it sweeps itself: the schedule, the length of training, evaluation, the output and the report are not its.
+NOT_IN_LR_FIND = {"lr", "scheduler", "onecycle_pct_start", "onecycle_anneal", "onecycle_momentum_swing", "step_size",
+                  "gamma", "plateau_patience", "epochs", "eval_batch_size", "seeds", "tta", "tta_shift", "ema_decay",
+                  "lookahead_every", "compile", "sync_bn", "out", "overwrite", "test_every", "tensorboard",
+                  *REPORT_SETTINGS, "report"}
+LR_FIND_SETTINGS = tuple(name for name in FIELDS if name not in NOT_IN_LR_FIND)
 
 
 def field_kind(f: dataclasses.Field) -> str:

@@ -21,14 +21,21 @@ RUN_FILES = RUN_MARKERS + ("model_summary.txt", "curves.png", "misclassified.png
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
+    """Every file cifarlab writes goes through here: written to a temporary file in the same folder, flushed
+    to disk, then renamed over `path`, so a crash leaves the old file or the new one, never half of one. On
+    any failure (a full disk) the temporary file is removed and the error goes on."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": ""})) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": ""})) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def default_run_path(model: str, root: str = "runs") -> Path:

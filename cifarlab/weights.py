@@ -11,22 +11,20 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from .errors import CifarlabError
 from .models import create_model
+from .rundir import write_atomic
 
 METADATA_KEY = "cifarlab"
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, info: dict) -> None:
     """Write weights and buffers plus `info` (model name, classes, mean, std, ...) atomically."""
-    path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(info)})
-    os.replace(tmp, path)
+    write_atomic(Path(path), save(tensors, metadata={METADATA_KEY: json.dumps(info)}))
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-import cifarlab.checkpoint as checkpoint_module
+import cifarlab.rundir as rundir_module
 import cifarlab.training as train_module
 from cifarlab import train
 from cifarlab.errors import CifarlabError
@@ -58,7 +58,7 @@ def half_writing_open(path, mode="r", *args, **kwargs):
 
 train_module.make_train_step = make_step
 if kill_in_checkpoint:
-    checkpoint_module.open = half_writing_open
+    rundir_module.open = half_writing_open  # every file is written by rundir.write_atomic
 try:
     train(**settings)
 except CifarlabError as exc:  # what the command line does

@@ -15,7 +15,7 @@ from PIL import Image
 import cifarlab
 from cifarlab import Run, compare, load_run, lr_find, train
 from cifarlab.cli import build_parser, main
-from cifarlab.config import FIELDS, default_of
+from cifarlab.config import FIELDS, LR_FIND_SETTINGS, NOT_IN_LR_FIND, default_of
 from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.rundir import METRIC_COLUMNS
 from helpers import write_cifar10
@@ -201,12 +201,25 @@ def test_lr_find_returns_a_suggestion_inside_the_tested_range(cifar_dir):
 
 
 def test_every_setting_is_a_keyword_with_its_default_in_help():
-    for function in (train, lr_find):
+    for function, names in ((train, FIELDS), (lr_find, LR_FIND_SETTINGS)):
         parameters = inspect.signature(function).parameters
-        for name in FIELDS:
+        assert set(names) <= set(parameters)
+        for name in names:
             assert parameters[name].kind == inspect.Parameter.KEYWORD_ONLY
             assert parameters[name].default == default_of(name)
             assert f"    {name} = {default_of(name)!r}: {FIELDS[name].metadata['help']}" in function.__doc__
+
+
+def test_lr_find_shows_and_takes_only_what_the_range_test_uses(capsys):
+    assert "epochs" not in inspect.signature(lr_find).parameters and "lr_find_steps" in LR_FIND_SETTINGS
+    with pytest.raises(ConfigError, match="epochs: is not used by the LR range test"):
+        lr_find(epochs=3)
+    with pytest.raises(SystemExit):
+        main(["lr-find", "--help"])
+    shown = capsys.readouterr().out
+    listed = set(re.findall(r"^  --([a-z0-9-]+)", shown, flags=re.M))
+    assert {"lr-find-steps", "batch-size", "optimizer", "plot"} <= listed
+    assert not listed & {name.replace("_", "-") for name in NOT_IN_LR_FIND}, listed
 
 
 def test_help_of_train_names_every_flag_of_the_command_with_the_same_default():
