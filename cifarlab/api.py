@@ -94,7 +94,8 @@ def train_seeds(cfg: TrainConfig, echo_summary: bool = True) -> list:
                "test_accuracy": statistics.fmean(accuracies),
                "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
                "test_accuracies": accuracies, "runs": [str(r.run_dir) for r in results],
-               "train_seconds": sum(r.summary["train_seconds"] for r in results)}
+               "train_seconds": sum(r.summary["train_seconds"] for r in results),
+               "config": {name: value for name, value in cfg.to_dict().items() if name not in ("out", "overwrite", "seed")}}
     folder.write_json("summary.json", summary)
     print(f"test accuracy over {len(accuracies)} seeds: {summary['test_accuracy']:.2%} "
           f"± {summary['test_accuracy_std']:.2%} (std); {folder.file('summary.json')}", flush=True)

@@ -1,9 +1,10 @@
 """Training: a TrainConfig in, a trained model, its honest test accuracy and a run folder out.
 
-The flow of `run_training`, top to bottom: resolve device and precision, read the data into memory,
-open the run folder, build the model, then for each epoch train on shuffled augmented batches,
-measure validation (and, for the curves only, test), and step the schedule. The headline number
-is the final model's accuracy on the whole test split; nothing is ever chosen on the test split.
+Read top to bottom: `run_training` resolves device and precision, reads the data into memory, builds
+the model and opens the run folder; `setup` builds the run's `Parts`; `fit` runs the epochs (train on
+shuffled augmented batches, measure validation and, for the curves only, test, step the schedule,
+checkpoint); `finish` saves the model, the summary and the report. The headline number is the final
+model's accuracy on the whole test split; nothing is ever chosen on the test split.
 """
 
 from __future__ import annotations
@@ -317,41 +318,70 @@ def run_training(cfg: TrainConfig, checkpoint: Checkpoint | None = None, echo_su
         raise CifarlabError(f"cannot write to the run folder {run.path}: {exc.strerror or exc}") from None
 
 
+@dataclass
+class Parts:
+    """Everything a run trains with, built once by `setup` and read by `fit` and `finish`."""
+
+    cfg: TrainConfig
+    folder: RunFolder
+    context: Context
+    device: torch.device
+    precision: str
+    splits: Splits
+    model: nn.Module          # the bare model: its weights are checkpointed
+    trained: nn.Module        # what the steps run: the model, wrapped by DDP and torch.compile when asked
+    final: nn.Module          # what is evaluated, saved and explained: the EMA average, or the model itself
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    scaler: torch.amp.GradScaler
+    averages: dict            # the weight averages by checkpoint name (Lookahead, EMA)
+    step: object              # one training step on a uint8 batch (make_train_step)
+    train_loader: DeviceLoader
+    val_split: object
+    test_split: object
+    judge: dict               # how evaluate() measures: normalisation, precision, TTA
+    info: dict                # what rebuilds the model: saved in model.safetensors
+    state: TrainingState
+    tensorboard: object = None
+
+    def say(self, *args, **kwargs) -> None:
+        if self.context.main:
+            print(*args, **kwargs)
+
+    def save_state(self, state: TrainingState) -> None:
+        if self.context.main:
+            save_checkpoint(self.folder.path, model=self.model, optimizer=self.optimizer, schedule=self.schedule,
+                            scaler=self.scaler, state=state, model_info=self.info, averages=self.averages)
+
+
 def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, device, precision,
               checkpoint: Checkpoint | None, stop: StopRequests, context: Context = SINGLE,
               echo_summary: bool = True) -> RunResult:
-    main = context.main
-    say = print if main else (lambda *args, **kwargs: None)
-    state = checkpoint.state if checkpoint else TrainingState(epoch=1)
-    if main:
-        run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
+    parts = setup(cfg, run, model, splits, device, precision, checkpoint, context, echo_summary)
+    test_eval = fit(parts, stop)
+    return finish(parts, test_eval)
+
+
+def resolve_lr(cfg: TrainConfig, run: RunFolder, splits: Splits, device, precision, state: TrainingState,
+               context: Context) -> TrainConfig:
+    """With --lr auto, the LR range test's suggestion (run once, by rank 0, and kept in the checkpoint)."""
     if cfg.lr == "auto":
         if state.lr is None:  # rank 0 runs the range test; the other processes wait for its answer
             suggestion = None
-            if main:
+            if context.main:
                 found = find_lr(cfg, splits, device, precision, run.file("lr_find.png"))
-                say(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it",
-                    flush=True)
+                print(f"LR range test: suggested max lr {found.suggestion:.4g} (lr_find.png); training with it",
+                      flush=True)
                 suggestion = repr(found.suggestion)
             state.lr = float(broadcast_text(suggestion, context))
         cfg = dataclasses.replace(cfg, lr=state.lr)
     state.lr = cfg.lr
-    tensorboard = None
-    if cfg.tensorboard and main:
-        from .explain.tensorboard import TensorBoardLog
+    return cfg
 
-        tensorboard = TensorBoardLog(run.file("tensorboard"))
 
-    if cfg.first_conv_init == "whiten" and checkpoint is None:
-        whiten_first_conv(model, splits.train.images, splits.mean, splits.std)
-    summary_text = model_summary(model)
-    if main:
-        run.write_text("model_summary.txt", summary_text + "\n")
-    if echo_summary:
-        say(summary_text)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+def wrap_for_training(cfg: TrainConfig, model: nn.Module, device, context: Context) -> tuple[nn.Module, nn.Module]:
+    """(model, trained): the model (its BatchNorms made SyncBatchNorm with --sync-bn) and the module the steps
+    run, wrapped by DDP under torchrun and compiled with --compile."""
     trained = model
     if context.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -359,100 +389,132 @@ def train_run(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits
         if cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model, (torch.compile(trained) if cfg.compile else trained)
+
+
+def setup(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, device, precision,
+          checkpoint: Checkpoint | None, context: Context, echo_summary: bool) -> Parts:
+    """Write config.yaml, settle --lr auto, place the model, build what trains it, restore a checkpoint."""
+    state = checkpoint.state if checkpoint else TrainingState(epoch=1)
+    if context.main:
+        run.write_text("config.yaml", config_to_yaml(cfg, environment(device, precision)))
+    cfg = resolve_lr(cfg, run, splits, device, precision, state, context)
+    if cfg.first_conv_init == "whiten" and checkpoint is None:
+        whiten_first_conv(model, splits.train.images, splits.mean, splits.std)
+    summary_text = model_summary(model)
+    if context.main:
+        run.write_text("model_summary.txt", summary_text + "\n")
+        if echo_summary:
+            print(summary_text)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model, trained = wrap_for_training(cfg, model, device, context)
     train_loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
     averages = weight_averages(cfg, model, cfg.epochs * len(train_loader))
-    final = averages["ema"].module if "ema" in averages else model  # evaluated, saved and explained
-    val_split = splits.val.to(device) if splits.val is not None else None
-    test_split = splits.test.to(device)
     optimizer = create_optimizer(model, cfg, device)
     schedule = create_schedule(optimizer, cfg, len(train_loader))
     scaler = make_grad_scaler(device, precision)
-    if cfg.compile:
-        trained = torch.compile(trained)
-    step = step_for(cfg, trained, optimizer, scaler, splits, device, precision, context, tuple(averages.values()))
-    judge = dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
-                 batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
-                 label_smoothing=cfg.label_smoothing, tta=cfg.tta, tta_shift=cfg.tta_shift, context=context)
-    info = model_info(cfg, splits)
+    parts = Parts(
+        cfg=cfg, folder=run, context=context, device=device, precision=precision, splits=splits, model=model,
+        trained=trained, final=averages["ema"].module if "ema" in averages else model, optimizer=optimizer,
+        schedule=schedule, scaler=scaler, averages=averages,
+        step=step_for(cfg, trained, optimizer, scaler, splits, device, precision, context, tuple(averages.values())),
+        train_loader=train_loader, val_split=splits.val.to(device) if splits.val is not None else None,
+        test_split=splits.test.to(device), info=model_info(cfg, splits), state=state,
+        judge=dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
+                   batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
+                   label_smoothing=cfg.label_smoothing, tta=cfg.tta, tta_shift=cfg.tta_shift, context=context))
+    if cfg.tensorboard and context.main:
+        from .explain.tensorboard import TensorBoardLog
+
+        parts.tensorboard = TensorBoardLog(run.file("tensorboard"))
     seed_everything(cfg.seed)  # dropout draws from the global generator: the same start with or without lr auto
     if checkpoint:
         checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, averages=averages)
-        say(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
-
-    def save_state(new_state: TrainingState) -> None:
-        if main:
-            save_checkpoint(run.path, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,
-                            state=new_state, model_info=info, averages=averages)
-
+        parts.say(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
     workers = f" x {context.world} processes" if context.enabled else ""
-    say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
-          f"{len(splits.train)} train, {len(val_split) if val_split else 0} val, {len(test_split)} test images; "
-          f"{device}{workers}, {precision}; run folder {run.path}", flush=True)
-    history: list[dict] = list(state.history)
-    train_seconds = state.train_seconds
-    test_eval: Evaluation | None = None
+    parts.say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
+              f"{len(splits.train)} train, {len(parts.val_split) if parts.val_split else 0} val, "
+              f"{len(parts.test_split)} test images; {device}{workers}, {precision}; run folder {run.path}",
+              flush=True)
+    return parts
+
+
+def fit(p: Parts, stop: StopRequests) -> Evaluation:
+    """The epochs: train, measure (validation; test for the curves), step the schedule, log, checkpoint.
+    Returns the final model's evaluation on the whole test split."""
+    cfg, state = p.cfg, p.state
+    history, train_seconds, test_eval = list(state.history), state.train_seconds, None
     for epoch in range(state.epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         partial = state.partial if (epoch == state.epoch and state.step) else None
-        lr = partial["lr"] if partial else optimizer.param_groups[0]["lr"]
+        lr = partial["lr"] if partial else p.optimizer.param_groups[0]["lr"]
         try:
-            stats = train_epoch(trained, train_loader, epoch, step=step, schedule=schedule, cfg=cfg, device=device,
-                                stop=stop, resume=partial, context=context)
+            stats = train_epoch(p.trained, p.train_loader, epoch, step=p.step, schedule=p.schedule, cfg=cfg,
+                                device=p.device, stop=stop, resume=partial, context=p.context)
         except Interrupted as where:
             position = {**where.position, "lr": lr}
-            save_state(TrainingState(epoch, position["step"], history, train_seconds, position, cfg.lr))
-            raise interrupted(stop.signal, run, epoch, position["step"]) from None
+            p.save_state(TrainingState(epoch, position["step"], history, train_seconds, position, cfg.lr))
+            raise interrupted(stop.signal, p.folder, epoch, position["step"]) from None
         train_seconds += stats["train_seconds"] - (partial["seconds"] if partial else 0.0)
         row = {"epoch": epoch, "lr": lr, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"]}
-        if val_split is not None:
-            val_eval = evaluate(final, val_split, **judge)
+        if p.val_split is not None:
+            val_eval = evaluate(p.final, p.val_split, **p.judge)
             row.update(val_loss=val_eval.loss, val_acc=val_eval.accuracy)
         last = epoch == cfg.epochs
         if last or (cfg.test_every and epoch % cfg.test_every == 0):
-            test_eval = evaluate(final, test_split, **judge)
+            test_eval = evaluate(p.final, p.test_split, **p.judge)
             row.update(test_loss=test_eval.loss, test_acc=test_eval.accuracy)
-        schedule.after_epoch(row.get("val_loss", row["train_loss"]))
-        row.update(epoch_seconds=time.perf_counter() - epoch_start,
-                   train_images_per_sec=stats["train_images_per_sec"])
+        p.schedule.after_epoch(row.get("val_loss", row["train_loss"]))
+        row.update(epoch_seconds=time.perf_counter() - epoch_start, train_images_per_sec=stats["train_images_per_sec"])
         history.append(row)
-        if main:
-            run.write_metrics(history)
-        save_state(TrainingState(epoch + 1, 0, history, train_seconds, lr=cfg.lr))
-        if tensorboard:
-            tensorboard.epoch(row)
-        say(epoch_line(row, cfg.epochs), flush=True)
+        if p.context.main:
+            p.folder.write_metrics(history)
+        p.save_state(TrainingState(epoch + 1, 0, history, train_seconds, lr=cfg.lr))
+        if p.tensorboard:
+            p.tensorboard.epoch(row)
+        p.say(epoch_line(row, cfg.epochs), flush=True)
         if stop.requested and not last:
-            raise interrupted(stop.signal, run, epoch + 1, 0)
+            raise interrupted(stop.signal, p.folder, epoch + 1, 0)
+    p.state = TrainingState(cfg.epochs + 1, 0, history, train_seconds, lr=cfg.lr)
+    # resumed after the last epoch's checkpoint: measure the final model now
+    return test_eval if test_eval is not None else evaluate(p.final, p.test_split, **p.judge)
 
-    if test_eval is None:  # resumed after the last epoch's checkpoint: measure the final model now
-        test_eval = evaluate(final, test_split, **judge)
-    if main:
-        save_model(run.file("model.safetensors"), final, info)
+
+def finish(p: Parts, test_eval: Evaluation) -> RunResult:
+    """Save the final model, write summary.json and the report, and say the headline."""
+    cfg, run, history = p.cfg, p.folder, p.state.history
+    if p.context.main:
+        save_model(run.file("model.safetensors"), p.final, p.info)
     summary = {
-        "model": cfg.model, "params": count_parameters(model), "data": cfg.data, "classes": splits.classes,
+        "model": cfg.model, "params": count_parameters(p.model), "data": cfg.data, "classes": p.splits.classes,
         "epochs": cfg.epochs, "test_accuracy": test_eval.accuracy, "test_loss": test_eval.loss,
         "test_images": test_eval.count, "test_correct": int((test_eval.predictions == test_eval.labels).sum()),
-        "val_accuracy": history[-1].get("val_acc") if history else None, "train_images": len(splits.train),
-        "val_images": len(val_split) if val_split is not None else 0, "train_seconds": round(train_seconds, 2),
-        "device": str(device), "precision": precision, "seed": cfg.seed, "lr": cfg.lr, "run_dir": str(run.path),
+        "val_accuracy": history[-1].get("val_acc") if history else None, "train_images": len(p.splits.train),
+        "val_images": len(p.val_split) if p.val_split is not None else 0,
+        "train_seconds": round(p.state.train_seconds, 2), "device": str(p.device), "precision": p.precision,
+        "seed": cfg.seed, "lr": cfg.lr, "run_dir": str(run.path),
+        # the whole recipe (lr auto resolved), so a result can be told from its file alone; the folder is run_dir
+        "config": {name: value for name, value in cfg.to_dict().items() if name not in ("out", "overwrite")},
     }
-    if not main:
-        return RunResult(summary, history, run.path, final)
+    if not p.context.main:
+        return RunResult(summary, history, run.path, p.final)
     run.write_json("summary.json", summary)
     if cfg.report:
         from .explain.report import write_report
 
         print("writing the report (curves, per-class accuracy, confusion matrix, misclassified, Grad-CAM)...",
               flush=True)
-        write_report(run, model=final, info=info, cfg=cfg, test_split=test_split,
-                     evaluation=test_eval, history=history, summary=summary, device=device)
-    if tensorboard:
-        tensorboard.figures(run.path, cfg.epochs)
-        tensorboard.close()
+        write_report(run, model=p.final, info=p.info, cfg=cfg, test_split=p.test_split, evaluation=test_eval,
+                     history=history, summary=summary, device=p.device)
+    if p.tensorboard:
+        p.tensorboard.figures(run.path, cfg.epochs)
+        p.tensorboard.close()
     print(f"test accuracy {summary['test_accuracy']:.2%} ({summary['test_correct']}/{summary['test_images']} "
           f"test images, final model); run folder {run.path}"
           + (f", report {run.file('report.html')}" if cfg.report else ""), flush=True)
-    return RunResult(summary, history, run.path, final)
+    return RunResult(summary, history, run.path, p.final)
 
 
 def interrupted(signum: int, run: RunFolder, epoch: int, step: int) -> TrainingInterrupted:

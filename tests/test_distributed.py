@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file
 
 from cifarlab import evaluate_run, train
-from cifarlab.config import make_config
+from cifarlab.config import LR_FIND_SETTINGS, make_config
 from cifarlab.training import build_model
 from cifarlab.rundir import read_metrics
 
@@ -97,7 +97,7 @@ def test_lr_auto_runs_the_range_test_once_and_every_process_trains_with_its_answ
     assert job.stdout.count("LR range test: suggested") == 1
     torch.set_num_threads(1)  # as each torchrun process
     try:
-        assert main(["lr-find", *flags({k: v for k, v in lr_settings.items() if k not in ("lr", "epochs", "out")}),
+        assert main(["lr-find", *flags({k: v for k, v in lr_settings.items() if k in LR_FIND_SETTINGS}),
                      "--plot", str(tmp_path / "alone.png")]) == 0
     finally:
         torch.set_num_threads(2)  # as conftest sets it for every other test

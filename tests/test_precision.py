@@ -1,0 +1,60 @@
+"""The path a GPU without fast bf16 takes: fp16 autocast with a GradScaler, run here on the CPU (torch runs
+both there), with SGD and with Muon, including the overflowing steps the scaler must skip."""
+
+import pytest
+import torch
+from torch import nn
+
+from cifarlab import make_config
+from cifarlab.augment import Augmenter
+from cifarlab.losses import create_loss
+from cifarlab.optim import create_optimizer
+from cifarlab.training import make_train_step
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+
+def fp16_step(optimizer_name: str, init_scale: float):
+    cfg = make_config({"optimizer": optimizer_name, "augment": "none", "lr": 0.05, "channels_last": False})
+    model = small_net()
+    optimizer = create_optimizer(model, cfg, torch.device("cpu"))
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=1000)
+    step = make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
+                           loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=torch.device("cpu"),
+                           precision="fp16", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    return model, optimizer, scaler, step
+
+
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    return images, torch.randint(0, 10, (16,), generator=generator), generator
+
+
+@pytest.mark.parametrize("optimizer_name", ["sgd", "muon"])
+def test_an_overflowing_fp16_step_is_skipped_and_the_scale_halves(optimizer_name):
+    model, optimizer, scaler, step = fp16_step(optimizer_name, init_scale=2.0 ** 60)  # fp16 gradients overflow
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    images, labels, generator = batch()
+    loss, logits = step(images, labels, generator)
+    assert torch.isfinite(loss) and logits.dtype == torch.float16  # the forward ran in fp16
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[name]), f"{name} moved on a skipped step"
+    assert scaler.get_scale() == 2.0 ** 59
+    assert not any(optimizer.state[p] for p in model.parameters())  # no momentum from the skipped step
+
+
+@pytest.mark.parametrize("optimizer_name", ["sgd", "muon"])
+def test_fp16_steps_with_a_sane_scale_learn(optimizer_name):
+    model, optimizer, scaler, step = fp16_step(optimizer_name, init_scale=2.0 ** 8)
+    images, labels, generator = batch()
+    losses = [step(images, labels, generator)[0].item() for _ in range(15)]
+    assert all(torch.isfinite(torch.tensor(losses))) and scaler.get_scale() == 2.0 ** 8  # nothing skipped
+    assert losses[-1] < losses[0]
+    filters = model[0].weight.detach()
+    if optimizer_name == "muon":  # Muon keeps each filter at norm sqrt(out_channels)
+        assert filters.norm().item() == pytest.approx(8 ** 0.5, rel=0.05)
