@@ -211,6 +211,13 @@ NOT_IN_LR_FIND = {"lr", "scheduler", "onecycle_pct_start", "onecycle_anneal", "o
                   "lookahead_every", "compile", "sync_bn", "out", "overwrite", "test_every", "tensorboard",
                   *REPORT_SETTINGS, "report"}
 LR_FIND_SETTINGS = tuple(name for name in FIELDS if name not in NOT_IN_LR_FIND)
+# Settings that never change what a model learns (how a run is shown, measured and stored, and the machine's
+# numerics), and lr_find_steps, which matters only with --lr auto. Every other setting is part of the recipe:
+# an assignment's config in configs/ states each of them rather than leave it to a default that may move.
+NOT_RECIPE = {"data_dir", "limit_test", "progress", "device", "precision", "channels_last", "compile", "sync_bn",
+              "out", "overwrite", "test_every", "report", *REPORT_SETTINGS, "tensorboard", "tta", "tta_shift",
+              "eval_batch_size", "seeds", "lr_find_steps"}
+RECIPE_SETTINGS = tuple(name for name in FIELDS if name not in NOT_RECIPE)
 
 
 def field_kind(f: dataclasses.Field) -> str:

@@ -171,6 +171,22 @@ def test_every_assignment_config_loads_validates_and_trains_a_step(path, cifar_d
     assert torch.isfinite(torch.tensor(result.history["train_loss"].iloc[0]))
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_states_its_whole_recipe_and_the_assignment(path):
+    """A setting left out would follow the defaults, which move as the default recipe improves."""
+    import yaml
+
+    from cifarlab.config import RECIPE_SETTINGS
+
+    text = path.read_text()
+    missing = [name for name in RECIPE_SETTINGS if name not in yaml.safe_load(text)]
+    assert not missing, f"{path.name} leaves {', '.join(missing)} to the defaults"
+    assert text.startswith("# Assignment ")
+    if path.stem != "compact_under_100k":  # the compact network's recipe was chosen for it
+        assert resolve_config(path).label_smoothing == 0.0  # no assignment asks for label smoothing
+        assert resolve_config(path).optimizer in ("sgd", "adam")
+
+
 def test_configs_cover_the_six_assignments():
     settings_ = {p.stem: resolve_config(p) for p in CONFIGS}
     assert len(settings_) == 6
