@@ -13,10 +13,15 @@ import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import FIELDS, LR_FIND_SETTINGS, TrainConfig, default_of, make_config, read_config_file
 from .errors import ConfigError
 from .run import Run
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.figure import Figure
 
 # Settings that may differ when a run is resumed: none of them changes what the model learns.
 RESUMABLE = {"epochs", "progress", "device", "data_dir", "test_every", "report", "misclassified",
@@ -140,8 +145,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | None = None, device
 class Comparison:
     """Runs side by side: `table` (a DataFrame, a row per run) and `figure` (their test curves)."""
 
-    table: "pandas.DataFrame"  # noqa: F821
-    figure: "matplotlib.figure.Figure"  # noqa: F821
+    table: pandas.DataFrame
+    figure: Figure
 
     def __iter__(self):  # table, figure = cifarlab.compare(...)
         return iter((self.table, self.figure))
