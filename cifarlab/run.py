@@ -17,12 +17,12 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .config import TrainConfig, checked
+from .config import checked
 from .errors import CifarlabError
 from .explain import plots
 from .explain.facts import duration, run_facts
-from .rundir import METRIC_COLUMNS, RunFolder, read_metrics
-from .saved_run import SavedRun, evaluate_test, read_saved_run, run_config, test_split
+from .rundir import METRIC_COLUMNS, read_metrics
+from .saved_run import SavedRun, evaluate_test, finished_run, read_saved_run, test_split
 
 
 class Text(str):
@@ -42,15 +42,8 @@ class Run:
     """
 
     def __init__(self, run_dir: str | os.PathLike, *, data_dir: str | None = None, device: str | None = None):
-        folder = RunFolder(run_dir)
-        if not folder.path.is_dir():
-            raise CifarlabError(f"no run folder at {run_dir}")
+        folder, self.config, self.summary = finished_run(run_dir, {"data_dir": data_dir} if data_dir else None)
         self.run_dir: Path = folder.path
-        self.config: TrainConfig = run_config(folder, {"data_dir": data_dir} if data_dir else None)
-        if not folder.file("model.safetensors").is_file():
-            raise CifarlabError(f"{folder.path} holds no finished run (no model.safetensors); if it was "
-                                f"stopped, finish it with: cifarlab train --resume {folder.path}")
-        self.summary: dict = folder.read_json("summary.json")
         self._folder, self._data_dir, self._device = folder, data_dir, device
         self._saved: SavedRun | None = None
         self._test = None  # (split, evaluation) of the final model on the whole test split

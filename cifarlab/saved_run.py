@@ -56,17 +56,22 @@ def run_config(folder: RunFolder, overrides: dict | None = None) -> TrainConfig:
                             f"{__version__} cannot read ({exc}); open it with cifarlab {version}") from None
 
 
-def read_saved_run(path: Path, data_dir: str | None = None, device: str | None = None,
-                   overrides: dict | None = None) -> SavedRun:
-    """The finished run in folder `path`; `overrides` replace settings that only shape its report."""
+def finished_run(path, overrides: dict | None = None) -> tuple[RunFolder, TrainConfig, dict]:
+    """The folder, settings and summary of the finished run at `path`, or one line saying why there is none."""
     folder = RunFolder(path)
     if not folder.path.is_dir():
         raise CifarlabError(f"no run folder at {path}")
-    cfg = run_config(folder, {**(overrides or {}), **({"data_dir": data_dir} if data_dir else {})})
+    cfg = run_config(folder, overrides)
     if not folder.file("model.safetensors").is_file():
         raise CifarlabError(f"{folder.path} holds no finished run (no model.safetensors); if it was stopped, "
                             f"finish it with: cifarlab train --resume {folder.path}")
-    summary = folder.read_json("summary.json")
+    return folder, cfg, folder.read_json("summary.json")
+
+
+def read_saved_run(path: Path, data_dir: str | None = None, device: str | None = None,
+                   overrides: dict | None = None) -> SavedRun:
+    """The finished run in folder `path`; `overrides` replace settings that only shape its report."""
+    folder, cfg, summary = finished_run(path, {**(overrides or {}), **({"data_dir": data_dir} if data_dir else {})})
     target = resolve_device(device or cfg.device)
     model, info = load_model(folder.file("model.safetensors"), device=target)
     # On the run's own kind of device, the run's precision, so the numbers agree exactly.

@@ -61,7 +61,7 @@ def top_k(model, info: dict, images: torch.Tensor, k: int = 3, device="cpu") -> 
 def predict_files(model, info: dict, paths: list[Path], *, device="cpu", cam_dir: Path | None = None,
                   cam_method="gradcam", cam_layer: str | None = None) -> list[dict]:
     """Top-3 for each image file (any size: shorter side resized to 32, centre crop)."""
-    images = torch.from_numpy(np.stack([read_image(Path(p)) for p in paths]))
+    images, _ = as_batch([Path(p) for p in paths])
     results = [{"path": str(p), "top": top} for p, top in zip(paths, top_k(model, info, images, device=device))]
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
