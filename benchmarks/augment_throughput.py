@@ -59,7 +59,7 @@ def main():
 
     device = resolve_device(args.device)
     images, labels = benchmark_images(args.data_dir, args.images)
-    augment = Augmenter(("crop", "flip", "cutout", "rotate"), 32, 4, 16, 5.0)
+    augment = Augmenter.of(("crop", "flip", "cutout", "rotate"), crop_padding=4, cutout_size=16, rotate_degrees=5.0)
     loader = DeviceLoader(Split(images, labels), args.batch_size, shuffle=True, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
     batches = (b for epoch in range(10**6) for b in loader.batches(epoch))

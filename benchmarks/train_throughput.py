@@ -68,7 +68,7 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="steps per window")
     parser.add_argument("--windows", type=int, default=3, help="timed windows after the warm-up one")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=make_config().optimizer,
+    parser.add_argument("--optimizer", choices=OPTIMIZERS.names(), default=make_config().optimizer,
                         help="cifarlab's and the bare model's optimizer (default: cifarlab's default)")
     parser.add_argument("--out", default="train_throughput.json")
     args = parser.parse_args()

@@ -1,28 +1,37 @@
 """Training augmentations applied to a whole batch at once, on the batch's device.
 
-Each image draws its own random parameters. Every augmentation is a pure function of the batch and
-explicit parameters (`crop_at`, `flip_where`, `cutout_at`, `rotate_by`), which the tests pin down,
-plus a thin random wrapper that draws those parameters from a generator. Images are float tensors in
-0..1 (before normalisation), so the zero fill of padding, CutOut and rotation is black, as with
-torchvision's RandomCrop(32, padding=4) on a PIL image.
+Each augmentation is a small class in the registry AUGMENTATIONS, declared in the order they run: it
+draws each image's random parameters (`draw`) and applies them (`apply`, a pure function of the batch
+and those parameters, like `crop_at`, `flip_where`, `cutout_at`, `rotate_by` below, which the tests pin
+down). `Augmenter` runs the ones a config names. Where several can be done in one pass over the batch,
+a `FastPath` says which it covers, and is taken only when it covers every active augmentation.
+
+Images are float tensors in 0..1 (before normalisation), so the zero fill of padding, CutOut and
+rotation is black, as with torchvision's RandomCrop(32, padding=4) on a PIL image.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .registry import Registry
+
+
+CROP_PAD_MODES = ("zeros", "reflect")
+
 
 def crop_at(images: torch.Tensor, padding: int, size: int, top: torch.Tensor, left: torch.Tensor,
-            flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Zero-pad each side by `padding`, then cut a size x size window at (top[i], left[i]) per image;
-    where flip[i] is True the window is read right to left (the crop, then mirrored). One gather over
-    the flattened padded pixels."""
+            flip: torch.Tensor | None = None, pad_mode: str = "zeros") -> torch.Tensor:
+    """Pad each side by `padding` (zeros, or the image mirrored at its border: `pad_mode` reflect), then
+    cut a size x size window at (top[i], left[i]) per image; where flip[i] is True the window is read
+    right to left (the crop, then mirrored). One gather over the flattened padded pixels."""
     n, channels = images.shape[:2]
-    padded = F.pad(images, (padding,) * 4)
+    padded = F.pad(images, (padding,) * 4, mode="reflect") if pad_mode == "reflect" else F.pad(images, (padding,) * 4)
     width = padded.shape[-1]
     steps = torch.arange(size, device=images.device)
     columns = steps if flip is None else torch.where(flip.view(-1, 1), steps.flip(0), steps)
@@ -122,70 +131,221 @@ def alternating_flips(n: int, seed: int, epoch: int) -> torch.Tensor:
     return first ^ (epoch % 2 == 0)
 
 
-@dataclass
-class Augmenter:
-    """The training augmentations named in a config, in a fixed order: crop, flip, rotate, cutout."""
 
-    names: tuple[str, ...] = ("crop", "flip")
-    crop_size: int = 32
-    crop_padding: int = 4
-    cutout_size: int = 16
-    rotate_degrees: float = 5.0
+
+LUMA = (0.299, 0.587, 0.114)  # the grey of an RGB pixel, as torchvision's rgb_to_grayscale weighs it
+
+
+def grey(images: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor(LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True)
+
+
+def jitter_colours(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
+                   saturation: torch.Tensor) -> torch.Tensor:
+    """torchvision's ColorJitter without hue, in a fixed order, with one factor per image: brightness
+    scales the pixels, contrast moves them away from the image's mean grey, saturation away from each
+    pixel's own grey (a factor of 1 changes nothing; each result is clipped to 0..1)."""
+    def per_image(factor):
+        return factor.to(images.dtype).view(-1, 1, 1, 1)
+
+    images = (images * per_image(brightness)).clamp(0, 1)
+    mean = grey(images).mean((2, 3), keepdim=True)
+    images = torch.lerp(mean.expand_as(images), images, per_image(contrast)).clamp(0, 1)
+    return torch.lerp(grey(images).expand_as(images), images, per_image(saturation)).clamp(0, 1)
+
+
+class Sampler:
+    """Each image's random numbers, drawn from one generator in the order the augmentations ask for them.
+    With `share` = (rank, world, global batch size) the batch is one process's share of a global batch:
+    numbers are drawn for the whole global batch and this share's taken, so an image gets the same
+    augmentation however many processes train. `flips`, if given, decides the mirroring instead of a coin
+    toss (see alternating_flips)."""
+
+    def __init__(self, n: int, generator: torch.Generator, device, share: tuple[int, int, int] | None = None,
+                 flips: torch.Tensor | None = None):
+        self.generator, self.device, self.flips = generator, device, flips
+        self.rank, self.world, self.total = share or (0, 1, n)
+
+    def ints(self, high: int) -> torch.Tensor:
+        """A whole number in [0, high) per image."""
+        drawn = torch.randint(0, high, (self.total,), generator=self.generator, device=self.device)
+        return drawn[self.rank::self.world]
+
+    def uniform(self) -> torch.Tensor:
+        """A number in [0, 1) per image."""
+        return torch.rand(self.total, generator=self.generator, device=self.device)[self.rank::self.world]
+
+
+AUGMENTATIONS = Registry("augmentation")  # in the order they run
+
+
+class Augmentation:
+    """One training augmentation, built from a config's settings. `draw` takes each image's parameters
+    from the sampler (so they come in a fixed order); `apply` is a pure function of the images and them."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    @property
+    def active(self) -> bool:
+        """False where the settings make it do nothing (a rotation by up to 0 degrees)."""
+        return True
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return height, width
+
+    def draw(self, sampler: Sampler, height: int, width: int) -> dict:
+        raise NotImplementedError
+
+    def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@AUGMENTATIONS.register("jitter", help="brightness, contrast and saturation each scaled by a factor from "
+                                      "[1 - s, 1 + s], s = --jitter-strength")
+class Jitter(Augmentation):
+    def draw(self, sampler, height, width):
+        low, high = max(0.0, 1 - self.cfg.jitter_strength), 1 + self.cfg.jitter_strength
+        return {name: low + (high - low) * sampler.uniform() for name in ("brightness", "contrast", "saturation")}
+
+    def apply(self, images, params):
+        return jitter_colours(images, params["brightness"], params["contrast"], params["saturation"])
+
+
+@AUGMENTATIONS.register("crop", help="a --crop-size window of the image padded by --crop-padding on each side")
+class Crop(Augmentation):
+    def output_size(self, height, width):
+        return self.cfg.crop_size, self.cfg.crop_size
+
+    def draw(self, sampler, height, width):
+        span = height + 2 * self.cfg.crop_padding - self.cfg.crop_size + 1
+        return {"top": sampler.ints(span), "left": sampler.ints(span)}
+
+    def apply(self, images, params):
+        return crop_at(images, self.cfg.crop_padding, self.cfg.crop_size, params["top"], params["left"],
+                       pad_mode=self.cfg.crop_pad_mode)
+
+
+@AUGMENTATIONS.register("flip", help="mirrored left-right, see --flip-mode")
+class Flip(Augmentation):
+    def draw(self, sampler, height, width):
+        coins = sampler.ints(2).bool()  # drawn even when `flips` decides, so later draws do not depend on it
+        return {"flip": coins if sampler.flips is None else sampler.flips.to(coins.device)}
+
+    def apply(self, images, params):
+        return flip_where(images, params["flip"])
+
+
+@AUGMENTATIONS.register("rotate", help="turned by up to --rotate-degrees either way")
+class Rotate(Augmentation):
+    @property
+    def active(self):
+        return self.cfg.rotate_degrees > 0
+
+    def draw(self, sampler, height, width):
+        return {"degrees": (sampler.uniform() * 2 - 1) * self.cfg.rotate_degrees}
+
+    def apply(self, images, params):
+        return rotate_by(images, params["degrees"])
+
+
+@AUGMENTATIONS.register("cutout", help="a black --cutout-size square at a random centre")
+class Cutout(Augmentation):
+    def draw(self, sampler, height, width):
+        return {"center_y": sampler.ints(height), "center_x": sampler.ints(width)}
+
+    def apply(self, images, params):
+        return cutout_at(images, self.cfg.cutout_size, params["center_y"], params["center_x"])
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Several augmentations in one pass over the batch, the same result as running them in turn. Taken
+    only when every active augmentation is one it `covers`, those it `needs` are active, and `fits`
+    accepts their settings; otherwise each augmentation runs on its own."""
+
+    name: str
+    covers: frozenset
+    needs: frozenset
+    run: Callable[[dict, torch.Tensor, dict], torch.Tensor]
+    fits: Callable[[dict, torch.Tensor], bool] = lambda steps, images: True
+
+    def takes(self, steps: dict, images: torch.Tensor) -> bool:
+        return self.needs <= steps.keys() <= self.covers and self.fits(steps, images)
+
+
+def _one_resampling(steps: dict, images: torch.Tensor, params: dict) -> torch.Tensor:
+    n, _, height, width = images.shape
+    zeros = torch.zeros(n, dtype=torch.long, device=images.device)
+    hide = (cutout_mask(steps["cutout"].cfg.cutout_size, params["center_y"], params["center_x"], height, width)
+            if "cutout" in steps else None)
+    padding = steps["crop"].cfg.crop_padding if "crop" in steps else 0
+    return crop_flip_rotate(images, padding, params.get("top", zeros), params.get("left", zeros),
+                            params.get("flip", zeros.bool()), params["degrees"], hide)
+
+
+def _crop_keeps_size_with_zeros(steps: dict, images: torch.Tensor) -> bool:
+    crop = steps.get("crop")
+    return crop is None or (crop.cfg.crop_size == images.shape[-1] == images.shape[-2]
+                            and crop.cfg.crop_pad_mode == "zeros")
+
+
+def _one_gather(steps: dict, images: torch.Tensor, params: dict) -> torch.Tensor:
+    cfg = steps["crop"].cfg
+    return crop_at(images, cfg.crop_padding, cfg.crop_size, params["top"], params["left"], params["flip"],
+                   cfg.crop_pad_mode)
+
+
+FAST_PATHS = (
+    FastPath("crop, flip, rotation and CutOut as one resampling", frozenset({"crop", "flip", "rotate", "cutout"}),
+             frozenset({"rotate"}), _one_resampling, _crop_keeps_size_with_zeros),
+    FastPath("crop and flip as one gather", frozenset({"crop", "flip"}), frozenset({"crop", "flip"}), _one_gather),
+)
+
+
+class Augmenter:
+    """The training augmentations a config names, run in the registry's order."""
+
+    def __init__(self, cfg):
+        built = {name: AUGMENTATIONS[name](cfg) for name in AUGMENTATIONS if name in cfg.augment}
+        self.steps = {name: step for name, step in built.items() if step.active}
 
     @classmethod
     def from_config(cls, cfg) -> "Augmenter":
-        return cls(tuple(cfg.augment), cfg.crop_size, cfg.crop_padding, cfg.cutout_size, cfg.rotate_degrees)
+        return cls(cfg)
+
+    @classmethod
+    def of(cls, names, **settings) -> "Augmenter":
+        """The augmentations `names` with the given settings and the defaults of the rest."""
+        from .config import make_config
+
+        return cls(make_config({"augment": list(names), **settings}))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.steps)
 
     def draw(self, images: torch.Tensor, generator: torch.Generator,
              share: tuple[int, int, int] | None = None, flip: torch.Tensor | None = None) -> dict:
-        """Random parameters for each image. `share` = (rank, world, global batch size) when the batch is
-        one process's share of a global batch: parameters are drawn for the global batch and this
-        share's taken, so an image gets the same augmentation however many processes train. `flip`, if
-        given, decides the mirroring instead of a coin toss (see alternating_flips); the coins are drawn
-        all the same, so the other parameters do not depend on it."""
-        n, _, height, width = images.shape
-        device = images.device
-        rank, world, total = share or (0, 1, n)
-
-        def ints(high):
-            return torch.randint(0, high, (total,), generator=generator, device=device)[rank::world]
-
+        """Random parameters for each image, from each active augmentation in turn (see Sampler)."""
+        sampler = Sampler(len(images), generator, images.device, share, flip)
+        height, width = images.shape[-2:]
         params = {}
-        if "crop" in self.names:
-            span = height + 2 * self.crop_padding - self.crop_size + 1
-            params["top"], params["left"] = ints(span), ints(span)
-            height = width = self.crop_size
-        if "flip" in self.names:
-            coins = ints(2).bool()
-            params["flip"] = coins if flip is None else flip.to(coins.device)
-        if "rotate" in self.names and self.rotate_degrees > 0:
-            uniform = torch.rand(total, generator=generator, device=device)[rank::world]
-            params["degrees"] = (uniform * 2 - 1) * self.rotate_degrees
-        if "cutout" in self.names:
-            params["center_y"], params["center_x"] = ints(height), ints(width)
+        for step in self.steps.values():
+            params.update(step.draw(sampler, height, width))
+            height, width = step.output_size(height, width)
         return params
 
+    def fast_path(self, images: torch.Tensor) -> FastPath | None:
+        return next((path for path in FAST_PATHS if self.steps and path.takes(self.steps, images)), None)
+
     def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
-        """The augmentations with the given parameters, in as few passes over the batch as they allow:
-        crop and flip as one gather; with a rotation, crop, flip, rotation and CutOut as one resampling."""
-        n, _, height, width = images.shape
-        if "degrees" in params and self.crop_size == height:
-            zeros = torch.zeros(n, dtype=torch.long, device=images.device)
-            cropped = "top" in params
-            hide = (cutout_mask(self.cutout_size, params["center_y"], params["center_x"], height, width)
-                    if "center_y" in params else None)
-            return crop_flip_rotate(images, self.crop_padding if cropped else 0,
-                                    params["top"] if cropped else zeros, params["left"] if cropped else zeros,
-                                    params.get("flip", zeros.bool()), params["degrees"], hide)
-        if "top" in params:
-            images = crop_at(images, self.crop_padding, self.crop_size, params["top"], params["left"],
-                             params.get("flip"))
-        elif "flip" in params:
-            images = flip_where(images, params["flip"])
-        if "degrees" in params:
-            images = rotate_by(images, params["degrees"])
-        if "center_y" in params:
-            images = cutout_at(images, self.cutout_size, params["center_y"], params["center_x"])
+        path = self.fast_path(images)
+        if path is not None:
+            return path.run(self.steps, images, params)
+        for step in self.steps.values():
+            images = step.apply(images, params)
         return images
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator,

@@ -38,6 +38,69 @@ def given_settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
 
 
+def add_run_source(parser: argparse.ArgumentParser, device_default=None) -> None:
+    """The arguments of every command that reads a saved run: its folder, where its data is, which device."""
+    parser.add_argument("run_dir", help="a run folder written by `cifarlab train`")
+    parser.add_argument("--data-dir", help="where the data is, if not where the run found it")
+    parser.add_argument("--device", default=device_default, choices=FIELDS["device"].metadata["choices"])
+
+
+def train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint "
+                        "(--epochs may be raised; settings that change what is learned are refused)")
+    add_setting_flags(parser)
+
+
+def lr_find_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
+    parser.add_argument("--plot", default="lr_find.png", help="where to write the plot [lr_find.png]")
+    add_setting_flags(parser, LR_FIND_SETTINGS)
+
+
+def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_source(parser)
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="flip test-time augmentation (default: as the run was trained)")
+    parser.add_argument("--tta-shift", type=int, default=None, metavar="N",
+                        help="with --tta, also the views moved N pixels (0: flip only; default: as the run)")
+
+
+def report_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_source(parser)
+    add_setting_flags(parser, REPORT_SETTINGS)
+
+
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run folder written by `cifarlab train`")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files of any size")
+    parser.add_argument("--cam", metavar="OUT_DIR", help="also write a Grad-CAM overlay per image here")
+    parser.add_argument("--cam-method", default="gradcam", choices=FIELDS["cam"].metadata["choices"])
+    parser.add_argument("--cam-layer", help="layer for Grad-CAM (default: the model's last stage)")
+    parser.add_argument("--device", default="auto", choices=FIELDS["device"].metadata["choices"])
+
+
+def compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", default="compare.png", help="the figure of test-accuracy curves [compare.png]")
+
+
+# Each subcommand: its help, its description, and the builder of its arguments.
+SUBCOMMANDS = {
+    "train": ("train a model and write a run folder", "Train a model. Flags override the values of --config FILE.",
+              train_arguments),
+    "lr-find": ("the learning-rate range test: a plot and a suggested max lr",
+                "Train a throwaway copy of the model for --lr-find-steps batches with an exponentially growing "
+                "lr; plot the smoothed loss.", lr_find_arguments),
+    "evaluate": ("re-measure a saved run's test accuracy", None, evaluate_arguments),
+    "report": ("write a saved run's figures and report.html again",
+               "Recompute the report of a run folder from model.safetensors.", report_arguments),
+    "predict": ("top-3 classes for your own images", None, predict_arguments),
+    "compare": ("a table and one figure of several runs", None, compare_arguments),
+    "models": ("list the models", None, lambda parser: None),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -45,50 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "classifiers on CIFAR-10/100 or an image folder.")
     parser.add_argument("--version", action="version", version=f"cifarlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    train = commands.add_parser("train", help="train a model and write a run folder",
-                                description="Train a model. Flags override the values of --config FILE.")
-    train.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint "
-                       "(--epochs may be raised; settings that change what is learned are refused)")
-    add_setting_flags(train)
-
-    lr_find = commands.add_parser("lr-find", help="the learning-rate range test: a plot and a suggested max lr",
-                                  description="Train a throwaway copy of the model for --lr-find-steps batches "
-                                              "with an exponentially growing lr; plot the smoothed loss.")
-    lr_find.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
-    lr_find.add_argument("--plot", default="lr_find.png", help="where to write the plot [lr_find.png]")
-    add_setting_flags(lr_find, LR_FIND_SETTINGS)
-
-    evaluate = commands.add_parser("evaluate", help="re-measure a saved run's test accuracy")
-    evaluate.add_argument("run_dir", help="a run folder written by `cifarlab train`")
-    evaluate.add_argument("--data-dir", help="where the data is, if not where the run found it")
-    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                          help="flip test-time augmentation (default: as the run was trained)")
-    evaluate.add_argument("--tta-shift", type=int, default=None, metavar="N",
-                          help="with --tta, also the views moved N pixels (0: flip only; default: as the run)")
-
-    report = commands.add_parser("report", help="write a saved run's figures and report.html again",
-                                 description="Recompute the report of a run folder from model.safetensors.")
-    report.add_argument("run_dir")
-    report.add_argument("--data-dir", help="where the data is, if not where the run found it")
-    report.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    add_setting_flags(report, REPORT_SETTINGS)
-
-    predict = commands.add_parser("predict", help="top-3 classes for your own images")
-    predict.add_argument("run_dir")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files of any size")
-    predict.add_argument("--cam", metavar="OUT_DIR", help="also write a Grad-CAM overlay per image here")
-    predict.add_argument("--cam-method", default="gradcam", choices=tuple(FIELDS["cam"].metadata["choices"]))
-    predict.add_argument("--cam-layer", help="layer for Grad-CAM (default: the model's last stage)")
-    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-
-    compare = commands.add_parser("compare", help="a table and one figure of several runs")
-    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--out", default="compare.png", help="the figure of test-accuracy curves [compare.png]")
-
-    commands.add_parser("models", help="list the models")
+    for name, (help_text, description, add_arguments) in SUBCOMMANDS.items():
+        add_arguments(commands.add_parser(name, help=help_text, description=description))
     return parser
 
 
@@ -173,10 +194,10 @@ def command_compare(args: argparse.Namespace) -> int:
 
 
 def command_models(args: argparse.Namespace) -> int:
-    from .models import count_parameters, create_model, model_names
+    from .models import MODELS, count_parameters, create_model
 
-    for name in model_names():
-        print(f"{name:<12} {count_parameters(create_model(name)):>12,} parameters (10 classes)")
+    for name in MODELS:
+        print(f"{name:<12} {count_parameters(create_model(name)):>12,} parameters (10 classes)  {MODELS.help[name]}")
     return 0
 
 

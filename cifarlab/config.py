@@ -17,21 +17,22 @@ from typing import Any, Callable
 
 import yaml
 
+from .augment import AUGMENTATIONS, CROP_PAD_MODES
 from .errors import ConfigError
+from .explain.gradcam import CAM_METHODS
+from .models import MODELS, NORMS, STAGED_MODELS
+from .optim import OPTIMIZERS, SCHEDULERS, momentum_swing
 
-AUGMENTATIONS = ("crop", "flip", "cutout", "rotate")
+# The choice lists below belong to one setting each; those of models, norms, augmentations, optimizers,
+# schedulers and CAM methods are read from their registries, beside the code of each choice.
 FLIP_MODES = ("random", "alternate")
 FIRST_CONV_INITS = ("random", "whiten")
-OPTIMIZERS = ("sgd", "muon", "adam", "adamw")
-SCHEDULERS = ("onecycle", "step", "cosine", "plateau", "none")
 ONECYCLE_ANNEALS = ("linear", "cos")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("cifar10", "cifar100")
 MISCLASSIFIED_ORDERS = ("index", "confidence")
-NORMS = ("batch", "layer", "group", "ghost")
 LOSSES = ("ce", "nll")
-CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam", "scorecam")
 # The settings that shape only the report: `cifarlab report RUN` and Run.report() take these alone.
 REPORT_SETTINGS = ("misclassified", "misclassified_order", "cam", "cam_layer", "cam_true_class")
 
@@ -82,11 +83,14 @@ class TrainConfig:
     val_split: int = _setting(0, "hold out N training images (stratified, seeded) for validation",
                               check=_at_least(0), group="data")
     # augmentation
-    augment: list = _setting(["crop", "flip"], "training augmentations, comma separated, "
-                             "or 'none'", choices=AUGMENTATIONS, group="augmentation")
+    augment: list = _setting(["crop", "flip"], "training augmentations, comma separated, or 'none'; they run "
+                             f"in this order: {AUGMENTATIONS.described()}", choices=AUGMENTATIONS.names(),
+                             group="augmentation")
     crop_size: int = _setting(32, "size of the random crop", check=_at_least(1), group="augmentation")
     crop_padding: int = _setting(1, "zero padding on each side before the random crop (the assignment: 4)",
                                  check=_at_least(0), group="augmentation")
+    crop_pad_mode: str = _setting("zeros", "what the crop's padding holds: zeros (black), or reflect (the image "
+                                  "mirrored at its border)", choices=CROP_PAD_MODES, group="augmentation")
     flip_mode: str = _setting("random", "flip: random (a coin toss per image and epoch) or alternate (a coin "
                               "toss per image in the first epoch, then the opposite of the epoch before: every "
                               "image is seen both ways in any two epochs running)", choices=FLIP_MODES,
@@ -94,14 +98,16 @@ class TrainConfig:
     cutout_size: int = _setting(16, "side of the CutOut square", check=_at_least(1), group="augmentation")
     rotate_degrees: float = _setting(5.0, "rotation drawn from [-d, d] degrees", check=_between(0, 180),
                                      group="augmentation")
+    jitter_strength: float = _setting(0.2, "jitter: brightness, contrast and saturation factors drawn from "
+                                      "[1 - s, 1 + s]", check=_between(0, 1), group="augmentation")
     # model
-    model: str = _setting("resnet18", "model name (see `cifarlab models`)", group="model")
+    model: str = _setting("resnet18", f"model: {MODELS.described()}", choices=MODELS.names(), group="model")
     first_conv_init: str = _setting("random", "first convolution's filters: random (the model's own "
                                     "initialisation) or whiten (the training patches' whitening directions and "
                                     "their negatives; needs at least 2 x 3 x k x k filters)",
                                     choices=FIRST_CONV_INITS, group="model")
-    norm: str = _setting("batch", "normalisation layer: batch, layer (each sample over C,H,W), group, "
-                         "ghost (Ghost BatchNorm)", choices=NORMS, group="model")
+    norm: str = _setting("batch", f"normalisation layer: {NORMS.described()}", choices=NORMS.names(),
+                         group="model")
     norm_groups: int = _setting(8, "groups for --norm group (must divide every layer's channels)",
                                 check=_at_least(1), group="model")
     ghost_splits: int = _setting(2, "virtual sub-batches for --norm ghost", check=_at_least(1), group="model")
@@ -115,17 +121,14 @@ class TrainConfig:
     loss: str = _setting("ce", "ce (cross-entropy), or nll on log-softmax outputs (the library adds the "
                          "log-softmax, so the loss is never negative)", choices=LOSSES, group="model")
     # optimisation
-    optimizer: str = _setting("muon", "optimizer; muon: Muon's orthogonalised momentum steps on the convolution "
-                              "filters (kept at a fixed norm, no weight decay), SGD on everything else",
-                              choices=OPTIMIZERS)
+    optimizer: str = _setting("muon", f"optimizer: {OPTIMIZERS.described()}", choices=OPTIMIZERS.names())
     lr: float = _setting(0.1, "learning rate (the peak for onecycle); auto: run the LR range test first "
                          "(onecycle only)", check=_positive, words=("auto",))
     lr_find_steps: int = _setting(200, "batches of the LR range test (lr-find, --lr auto)", check=_at_least(10))
     momentum: float = _setting(0.9, "SGD momentum", check=_between(0, 1))
     nesterov: bool = _setting(True, "Nesterov momentum for SGD (and Muon)")
     muon_lr_scale: float = _setting(0.2, "with --optimizer muon: the lr of the convolution filters is --lr times "
-                                    "this (at 0.2 a filter turns by about 0.02 radians a step at the peak)",
-                                    check=_positive)
+                                    "this (each step turns a filter by about that many radians)", check=_positive)
     muon_momentum: float = _setting(0.85, "with --optimizer muon: the momentum of the convolution filters (the "
                                     "other parameters keep --momentum)", check=_between(0, 0.99))
     weight_decay: float = _setting(5e-4, "weight decay of convolution and linear weights (with --optimizer muon "
@@ -142,7 +145,8 @@ class TrainConfig:
                                     "copy that follows them; the share pulled back grows over training (to 0.95^N "
                                     "at the end, airbench's schedule) and the finished model is the slow copy; 0: off",
                                     check=_at_least(0))
-    scheduler: str = _setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
+    scheduler: str = _setting("onecycle", f"learning-rate schedule: {SCHEDULERS.described()}",
+                              choices=SCHEDULERS.names())
     onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
                                          check=_between(0.01, 0.99))
     onecycle_anneal: str = _setting("linear", "onecycle: shape of the lr's rise and fall, linear (a triangle, as in "
@@ -191,7 +195,8 @@ class TrainConfig:
                                   check=_between(0, 100), group="report")
     misclassified_order: str = _setting("index", "which wrong images: the first by test index, or the most "
                                         "confident mistakes", choices=MISCLASSIFIED_ORDERS, group="report")
-    cam: str = _setting("gradcam", "class activation map method", choices=CAM_METHODS, group="report")
+    cam: str = _setting("gradcam", f"class activation map method: {CAM_METHODS.described()}",
+                        choices=CAM_METHODS.names(), group="report")
     cam_layer: str | None = _setting(None, "layer Grad-CAM reads (default: the model's last stage, layer4 for "
                                      "ResNets, a 4x4 map on 32x32 inputs; layer3 gives 8x8)", group="report")
     cam_true_class: bool = _setting(False, "also show Grad-CAM for the true class, beside the predicted",
@@ -293,18 +298,8 @@ def _check(name: str, value: Any) -> None:
             raise ConfigError(name, f"{complaint}, got {value!r}")
 
 
-def momentum_swing(cfg: TrainConfig) -> float:
-    """How far onecycle moves SGD's momentum either side of --momentum: not at all without momentum.
-    Under --optimizer muon the SGD part swings; the filters keep --muon-momentum."""
-    return cfg.onecycle_momentum_swing if cfg.optimizer in ("sgd", "muon") and cfg.momentum > 0 else 0.0
-
-
 def _check_together(cfg: TrainConfig) -> None:
-    """Rules that involve more than one setting, or the registry of models."""
-    from .models import STAGED_MODELS, model_names
-
-    if cfg.model not in model_names():
-        raise ConfigError("model", f"{cfg.model!r} is not one of: {', '.join(model_names())}")
+    """Rules that involve more than one setting."""
     if cfg.stages != 4 and cfg.model not in STAGED_MODELS:
         raise ConfigError("stages", f"applies to {', '.join(STAGED_MODELS)}, not {cfg.model}")
     if cfg.lr == "auto" and cfg.scheduler != "onecycle":
@@ -320,6 +315,9 @@ def _check_together(cfg: TrainConfig) -> None:
         raise ConfigError("augment", f"lists an augmentation twice: {','.join(cfg.augment)}")
     if "crop" in cfg.augment and cfg.crop_size > 32 + 2 * cfg.crop_padding:
         raise ConfigError("crop_size", f"must be at most 32 + 2 * crop_padding = {32 + 2 * cfg.crop_padding}")
+    if "crop" in cfg.augment and cfg.crop_pad_mode == "reflect" and cfg.crop_padding >= 32:
+        raise ConfigError("crop_padding", f"must be below 32 (the image's side) with --crop-pad-mode reflect, "
+                                          f"got {cfg.crop_padding}")
     if cfg.data not in DATASETS and not Path(cfg.data).is_dir():
         raise ConfigError("data", f"{cfg.data!r} is neither one of {', '.join(DATASETS)} nor an existing "
                                   "folder (an image folder needs train/<class>/* and test/<class>/*)")

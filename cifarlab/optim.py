@@ -6,6 +6,9 @@ their own whose lr is `--lr` times `--norm-lr-scale`; each group carries its mul
 which every schedule and the LR range test honour.
 
 `--optimizer muon` adds a third group, the convolution filters, which take Muon's steps (see `MuonSGD`).
+
+OPTIMIZERS and SCHEDULERS declare every choice: a builder and a line of help each. A new schedule is one
+builder here, registered under its name (and its settings in config.py, if it has any).
 """
 
 from __future__ import annotations
@@ -13,7 +16,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import momentum_swing
+from .registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+
+
+def momentum_swing(cfg) -> float:
+    """How far onecycle moves SGD's momentum either side of --momentum: not at all without momentum.
+    Under --optimizer muon the SGD part swings; the filters keep --muon-momentum."""
+    return cfg.onecycle_momentum_swing if cfg.optimizer in ("sgd", "muon") and cfg.momentum > 0 else 0.0
 
 
 def parameter_groups(model: nn.Module, cfg) -> list[dict]:
@@ -40,19 +52,35 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def create_optimizer(model: nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, cfg)
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0, **fast)
-    if cfg.optimizer == "muon":
-        return MuonSGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                       muon_momentum=cfg.muon_momentum, orthogonal_dtype=newton_schulz_dtype(device))
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, **fast)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, **fast)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    return OPTIMIZERS[cfg.optimizer](parameter_groups(model, cfg), cfg, device)
+
+
+def _fast(device: torch.device) -> dict:
+    """torch's fastest implementation of its optimizers: one fused kernel on CUDA, lists of tensors elsewhere."""
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
+@OPTIMIZERS.register("sgd", help="SGD with momentum and coupled weight decay")
+def sgd(groups, cfg, device):
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                           **_fast(device))
+
+
+@OPTIMIZERS.register("muon", help="Muon's orthogonalised momentum steps on the convolution filters (kept at a "
+                                  "fixed norm, no weight decay), SGD on everything else")
+def muon(groups, cfg, device):
+    return MuonSGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                   muon_momentum=cfg.muon_momentum, orthogonal_dtype=newton_schulz_dtype(device))
+
+
+@OPTIMIZERS.register("adam", help="Adam, weight decay added to the gradient")
+def adam(groups, cfg, device):
+    return torch.optim.Adam(groups, lr=cfg.lr, **_fast(device))
+
+
+@OPTIMIZERS.register("adamw", help="AdamW, decoupled weight decay")
+def adamw(groups, cfg, device):
+    return torch.optim.AdamW(groups, lr=cfg.lr, **_fast(device))
 
 
 # Muon's quintic Newton-Schulz iteration (Jordan et al. 2024): the coefficients and number of steps of
@@ -91,7 +119,8 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
 
 def orthogonalise(update: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """Muon's direction for a filter's update: the filter read as one row per output channel, made
-    orthogonal by the Newton-Schulz iteration in `dtype`, in the filter's shape and dtype."""
+    orthogonal by the Newton-Schulz iteration in `dtype`, in the filter's shape and dtype. Each filter goes
+    on its own: stacking those of one shape into a batched product was no faster on a CPU (benchmarks/)."""
     rows = update.reshape(len(update), -1)
     return newton_schulz(rows, dtype).view(update.shape).to(update.dtype)
 
@@ -129,28 +158,27 @@ class MuonSGD(torch.optim.Optimizer):
                 for param in params:
                     param.mul_(len(param) ** 0.5 / param.norm().clamp_min(1e-12))
                 updates = [orthogonalise(update, self.orthogonal_dtype) for update in updates]
-            torch._foreach_add_(params, updates, alpha=-group["lr"])
+            for param, update in zip(params, updates):
+                param.add_(update, alpha=-group["lr"])
         return loss
 
     def _momentum_steps(self, params, weight_decay: float, momentum: float, nesterov: bool) -> list:
         """SGD's directions for a group: the gradients (plus weight decay) through the momentum buffers,
-        as torch.optim.SGD(foreach=True) computes them: a few kernels for the group, not a few per tensor."""
-        grads = [param.grad for param in params]
-        if weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
-        if momentum == 0:
-            return grads
-        states = [self.state[param] for param in params]
-        started = ["momentum_buffer" in state for state in states]
-        if any(started):
-            buffers = [state["momentum_buffer"] for state, on in zip(states, started) if on]
-            torch._foreach_mul_(buffers, momentum)
-            torch._foreach_add_(buffers, [grad for grad, on in zip(grads, started) if on])
-        for state, grad, on in zip(states, grads, started):
-            if not on:  # the first step: the buffer starts as the gradient
+        as torch.optim.SGD computes them (no dampening; the buffer starts as the first gradient)."""
+        directions = []
+        for param in params:
+            grad = param.grad if not weight_decay else param.grad.add(param, alpha=weight_decay)
+            state = self.state[param]
+            if momentum == 0:
+                directions.append(grad)
+                continue
+            if "momentum_buffer" in state:
+                state["momentum_buffer"].mul_(momentum).add_(grad)
+            else:
                 state["momentum_buffer"] = grad.clone()
-        buffers = [state["momentum_buffer"] for state in states]
-        return torch._foreach_add(grads, buffers, alpha=momentum) if nesterov else buffers
+            buffer = state["momentum_buffer"]
+            directions.append(grad.add(buffer, alpha=momentum) if nesterov else buffer)
+        return directions
 
 
 class Schedule:
@@ -189,27 +217,43 @@ class Schedule:
 
 
 def create_schedule(optimizer, cfg, steps_per_epoch: int) -> Schedule:
-    total_steps = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler
-    if cfg.scheduler == "onecycle":
-        # Each phase needs at least two steps; very short runs (a few batches) get that much room.
-        total_steps = max(total_steps, 5)
-        pct_start = min(max(cfg.onecycle_pct_start, 2 / total_steps), 1 - 2 / total_steps)
-        # SGD's momentum moves against the lr around --momentum (0.95 -> 0.85 -> 0.95 by default).
-        swing = momentum_swing(cfg)
-        peaks = [cfg.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
-        return Schedule(sched.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps,
-                                         pct_start=pct_start, anneal_strategy=cfg.onecycle_anneal,
-                                         div_factor=25.0, final_div_factor=1e3,
-                                         cycle_momentum=swing > 0, base_momentum=cfg.momentum - swing,
-                                         max_momentum=cfg.momentum + swing),
-                        per_batch=True)
-    if cfg.scheduler == "cosine":
-        return Schedule(sched.CosineAnnealingLR(optimizer, T_max=total_steps), per_batch=True)
-    if cfg.scheduler == "step":
-        return Schedule(sched.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma), per_batch=False)
-    if cfg.scheduler == "plateau":
-        return Schedule(sched.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.gamma,
-                                                patience=cfg.plateau_patience),
-                        per_batch=False, needs_metric=True)
+    return SCHEDULERS[cfg.scheduler](optimizer, cfg, cfg.epochs * steps_per_epoch)
+
+
+@SCHEDULERS.register("onecycle", help="Smith's 1cycle: warm up to --lr, then anneal (per batch)")
+def onecycle(optimizer, cfg, total_steps: int) -> Schedule:
+    # Each phase needs at least two steps; very short runs (a few batches) get that much room.
+    total_steps = max(total_steps, 5)
+    pct_start = min(max(cfg.onecycle_pct_start, 2 / total_steps), 1 - 2 / total_steps)
+    # SGD's momentum moves against the lr around --momentum (0.95 -> 0.85 -> 0.95 by default).
+    swing = momentum_swing(cfg)
+    peaks = [cfg.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start, anneal_strategy=cfg.onecycle_anneal,
+        div_factor=25.0, final_div_factor=1e3, cycle_momentum=swing > 0, base_momentum=cfg.momentum - swing,
+        max_momentum=cfg.momentum + swing)
+    return Schedule(scheduler, per_batch=True)
+
+
+@SCHEDULERS.register("cosine", help="cosine decay from --lr to zero (per batch)")
+def cosine(optimizer, cfg, total_steps: int) -> Schedule:
+    return Schedule(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps), per_batch=True)
+
+
+@SCHEDULERS.register("step", help="StepLR: times --gamma every --step-size epochs")
+def step(optimizer, cfg, total_steps: int) -> Schedule:
+    return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma),
+                    per_batch=False)
+
+
+@SCHEDULERS.register("plateau", help="ReduceLROnPlateau: times --gamma when the validation loss (else the "
+                                     "training loss) stops falling for --plateau-patience epochs")
+def plateau(optimizer, cfg, total_steps: int) -> Schedule:
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.gamma,
+                                                           patience=cfg.plateau_patience)
+    return Schedule(scheduler, per_batch=False, needs_metric=True)
+
+
+@SCHEDULERS.register("none", help="--lr throughout")
+def constant(optimizer, cfg, total_steps: int) -> Schedule:
     return Schedule(None, per_batch=False)

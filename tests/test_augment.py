@@ -81,7 +81,7 @@ def test_rotation_keeps_the_centre_and_blackens_corners():
 
 @pytest.mark.parametrize("names", [("crop",), ("flip",), ("cutout",), ("rotate",), ("crop", "flip", "cutout", "rotate")])
 def test_the_same_seed_gives_the_same_batch_and_another_seed_does_not(names):
-    augment = Augmenter(names)
+    augment = Augmenter.of(names, crop_padding=4)
     images = batch(16)
     first = augment(images, torch.Generator().manual_seed(3))
     again = augment(images, torch.Generator().manual_seed(3))
@@ -94,19 +94,19 @@ def test_the_same_seed_gives_the_same_batch_and_another_seed_does_not(names):
 def test_each_image_draws_its_own_parameters():
     # 64 copies of one image: a per-batch parameter would leave them all equal
     images = batch(1).repeat(64, 1, 1, 1)
-    out = Augmenter(("crop", "flip")).__call__(images, torch.Generator().manual_seed(0))
+    out = Augmenter.of(("crop", "flip"), crop_padding=4).__call__(images, torch.Generator().manual_seed(0))
     distinct = {tuple(o.flatten()[:200].tolist()) for o in out}
     assert len(distinct) > 20
 
 
 def test_no_augmentation_leaves_the_batch_alone():
     images = batch()
-    assert torch.equal(Augmenter(())(images, torch.Generator()), images)
+    assert torch.equal(Augmenter.of(())(images, torch.Generator()), images)
 
 
 def test_the_fused_crop_flip_rotate_equals_the_three_steps_one_after_another():
     images = batch(32)
-    augment = Augmenter(("crop", "flip", "rotate", "cutout"), rotate_degrees=5.0)
+    augment = Augmenter.of(("crop", "flip", "rotate", "cutout"), crop_padding=4, rotate_degrees=5.0)
     params = augment.draw(images, torch.Generator().manual_seed(5))
     assert params["flip"].any() and (~params["flip"]).any() and (params["top"] != 4).any()
     fused = augment.apply(images, params)
@@ -121,10 +121,11 @@ def test_the_fused_crop_flip_rotate_equals_the_three_steps_one_after_another():
 
 def test_the_cutout_folded_into_the_resampling_is_exactly_a_cutout_after_it():
     images = batch(16)
-    augment = Augmenter(("crop", "flip", "rotate", "cutout"), rotate_degrees=5.0)
+    augment = Augmenter.of(("crop", "flip", "rotate", "cutout"), crop_padding=4, rotate_degrees=5.0)
     params = augment.draw(images, torch.Generator().manual_seed(3))
     without_cutout = {k: v for k, v in params.items() if k not in ("center_y", "center_x")}
-    expected = cutout_at(augment.apply(images, without_cutout), 16, params["center_y"], params["center_x"])
+    no_cutout = Augmenter.of(("crop", "flip", "rotate"), crop_padding=4, rotate_degrees=5.0)
+    expected = cutout_at(no_cutout.apply(images, without_cutout), 16, params["center_y"], params["center_x"])
     fused = augment.apply(images, params)
     assert (fused == 0).sum() >= 16 * 3 * 8 * 8  # every square keeps at least a quarter inside
     assert torch.allclose(fused, expected, atol=1e-6)
@@ -132,7 +133,7 @@ def test_the_cutout_folded_into_the_resampling_is_exactly_a_cutout_after_it():
 
 def test_a_rotation_by_zero_inside_the_fused_path_is_an_exact_crop_and_flip():
     images = batch(8)
-    augment = Augmenter(("crop", "flip", "rotate"))
+    augment = Augmenter.of(("crop", "flip", "rotate"), crop_padding=4)
     params = augment.draw(images, torch.Generator().manual_seed(1))
     params["degrees"] = torch.zeros(8)
     expected = flip_where(crop_at(images, 4, 32, params["top"], params["left"]), params["flip"])
@@ -171,9 +172,91 @@ def test_alternating_flips_start_from_a_seeded_coin_per_image():
 
 @pytest.mark.parametrize("names", [("flip",), ("crop", "flip")])
 def test_a_given_flip_decides_the_mirroring_and_leaves_the_other_draws_alone(names):
-    augment, images = Augmenter(names), batch(8)
+    augment, images = Augmenter.of(names, crop_padding=4), batch(8)
     everything, nothing = torch.ones(8, dtype=torch.bool), torch.zeros(8, dtype=torch.bool)
     mirrored = augment(images, torch.Generator().manual_seed(1), flip=everything)
     plain = augment(images, torch.Generator().manual_seed(1), flip=nothing)
     assert torch.equal(mirrored, plain.flip(3))
     assert not torch.allclose(mirrored, plain)
+
+
+def test_the_augmentations_draw_in_the_registry_s_order_one_call_each():
+    """The draws of crop, flip, rotate, cutout, in that order, from the one generator (what the default
+    recipe's results rest on: a new augmentation that is not asked for draws nothing)."""
+    images = batch(8)
+    augment = Augmenter.of(("cutout", "rotate", "flip", "crop"), crop_padding=1, rotate_degrees=5.0)
+    params = augment.draw(images, torch.Generator().manual_seed(9))
+    generator = torch.Generator().manual_seed(9)
+    expected = {"top": torch.randint(0, 3, (8,), generator=generator),
+                "left": torch.randint(0, 3, (8,), generator=generator),
+                "flip": torch.randint(0, 2, (8,), generator=generator).bool(),
+                "degrees": (torch.rand(8, generator=generator) * 2 - 1) * 5.0,
+                "center_y": torch.randint(0, 32, (8,), generator=generator),
+                "center_x": torch.randint(0, 32, (8,), generator=generator)}
+    assert params.keys() == expected.keys()
+    for name, value in expected.items():
+        assert torch.equal(params[name], value), name
+
+
+@pytest.mark.parametrize("names, settings, path", [
+    (("crop", "flip"), {}, "crop and flip as one gather"),
+    (("crop", "flip", "rotate", "cutout"), {}, "crop, flip, rotation and CutOut as one resampling"),
+    (("flip", "rotate"), {}, "crop, flip, rotation and CutOut as one resampling"),
+    (("crop", "flip", "rotate"), {"crop_pad_mode": "reflect"}, None),  # the resampling pads with zeros only
+    (("crop", "flip", "rotate"), {"crop_size": 28}, None),  # nor changes the size
+    (("jitter", "crop", "flip", "rotate"), {}, None),  # nor knows the jitter
+    (("crop", "flip", "rotate"), {"rotate_degrees": 0.0}, "crop and flip as one gather"),  # no rotation is none
+    (("crop",), {}, None),
+])
+def test_a_fast_path_is_taken_only_when_it_covers_every_active_augmentation(names, settings, path):
+    augment = Augmenter.of(names, **settings)
+    taken = augment.fast_path(batch(2))
+    assert (taken.name if taken else None) == path
+
+
+@pytest.mark.parametrize("names", [("crop", "flip"), ("jitter", "crop", "flip", "cutout"), ("flip", "cutout")])
+def test_the_fast_paths_and_the_steps_one_by_one_agree(names):
+    images = batch(16)
+    augment = Augmenter.of(names, crop_padding=3)
+    params = augment.draw(images, torch.Generator().manual_seed(2))
+    one_by_one = images
+    for step in augment.steps.values():
+        one_by_one = step.apply(one_by_one, params)
+    assert torch.equal(augment.apply(images, params), one_by_one)
+
+
+def test_reflect_padding_mirrors_the_image_at_its_border():
+    images = batch(4)
+    top, left = torch.tensor([0, 0, 8, 3]), torch.tensor([0, 8, 0, 5])
+    out = crop_at(images, 4, 32, top, left, pad_mode="reflect")
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4), mode="reflect")
+    for i in range(4):
+        assert torch.equal(out[i], padded[i, :, top[i]:top[i] + 32, left[i]:left[i] + 32])
+    assert torch.equal(out[0, :, 0, 4:], images[0, :, 4, :28])  # row -4 is row 4, mirrored about row 0
+    assert (out[0, :, :4, :] > 0).any()  # where zero padding would be black
+
+
+@settings(max_examples=30, deadline=None)
+@given(strength=st.floats(0, 1), seed=st.integers(0, 2**31))
+def test_colour_jitter_stays_in_range_and_leaves_grey_images_grey(strength, seed):
+    from cifarlab.augment import grey
+
+    images = batch(6)
+    augment = Augmenter.of(("jitter",), jitter_strength=strength)
+    out = augment(images, torch.Generator().manual_seed(seed))
+    assert out.min() >= 0 and out.max() <= 1
+    params = augment.draw(images, torch.Generator().manual_seed(seed))
+    for name in ("brightness", "contrast", "saturation"):
+        assert ((params[name] >= 1 - strength - 1e-6) & (params[name] <= 1 + strength + 1e-6)).all()
+    grey_images = grey(images).expand(-1, 3, -1, -1).contiguous()
+    jittered = augment(grey_images, torch.Generator().manual_seed(seed))
+    assert torch.allclose(jittered, jittered[:, :1].expand_as(jittered), atol=1e-6)  # still grey
+
+
+def test_colour_jitter_at_strength_zero_changes_nothing_and_brightness_scales():
+    from cifarlab.augment import jitter_colours
+
+    images = batch(4) * 0.5
+    assert torch.allclose(Augmenter.of(("jitter",), jitter_strength=0.0)(images, torch.Generator()), images)
+    ones = torch.ones(4)
+    assert torch.allclose(jitter_colours(images, ones * 1.5, ones, ones), images * 1.5, atol=1e-6)

@@ -17,7 +17,7 @@ def test_defaults_are_valid_and_read_the_data_dir_from_the_environment(monkeypat
 
 @pytest.mark.parametrize("name, value, allowed", [
     ("model", "resnet1000", "resnet18"),
-    ("augment", "crop,jitter", "cutout"),
+    ("augment", "crop,blur", "cutout"),
     ("lr", 0, "> 0"),
     ("lr", -0.1, "> 0"),
     ("lr", "fast", "number"),

@@ -7,6 +7,7 @@ be replayed exactly, for instance after a resume.
 
 from __future__ import annotations
 
+import enum
 from typing import Iterator
 
 import torch
@@ -14,9 +15,19 @@ import torch
 from .datasets import Split
 
 
-def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
-    """A distinct 63-bit seed per (run seed, epoch, stream) so that streams never share draws."""
-    return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63 - 1)
+class Stream(enum.IntEnum):
+    """The run's random streams, one per use, so that no two uses share draws (and adding draws to one,
+    such as a new augmentation, leaves the others as they were)."""
+
+    SHUFFLE = 0  # the order of the training images, per epoch
+    AUGMENT = 1  # each image's augmentation parameters, per epoch
+    LR_FIND = 2  # the LR range test's batches and their augmentation
+    FLIPS = 3  # the first epoch's coin per image under --flip-mode alternate
+
+
+def epoch_seed(seed: int, epoch: int, stream: Stream = Stream.SHUFFLE) -> int:
+    """A distinct 63-bit seed per (run seed, epoch, stream)."""
+    return (seed * 1_000_003 + epoch * 7_919 + int(stream) * 104_729) % (2**63 - 1)
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -45,7 +56,7 @@ class DeviceLoader:
         n = len(self.split)
         if not self.shuffle:
             return torch.arange(n, device=self.device)
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, Stream.SHUFFLE))
         return torch.randperm(n, generator=generator).to(self.device, non_blocking=True)
 
     def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,18 +1,32 @@
-"""Grad-CAM and its relatives through the grad-cam package (jacobgil/pytorch-grad-cam)."""
+"""Grad-CAM and its relatives through the grad-cam package (jacobgil/pytorch-grad-cam).
+
+CAM_METHODS names each method by the grad-cam class that computes it; the package is imported only when
+a map is made (it takes seconds), so the settings can list the methods without it.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 
-CAM_METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "eigencam": EigenCAM,
-               "layercam": LayerCAM, "scorecam": ScoreCAM}
+CAM_METHODS = Registry("CAM method")
+CAM_METHODS.register("gradcam", "GradCAM", help="gradients averaged over the map")
+CAM_METHODS.register("gradcam++", "GradCAMPlusPlus", help="second-order weights")
+CAM_METHODS.register("xgradcam", "XGradCAM", help="gradients weighted by the activations")
+CAM_METHODS.register("eigencam", "EigenCAM", help="the activations' first principal component, no gradients")
+CAM_METHODS.register("layercam", "LayerCAM", help="positive gradients per position")
+CAM_METHODS.register("scorecam", "ScoreCAM", help="the score of each activation map, no gradients; slow")
+
+
+def cam_class(method: str):
+    """The grad-cam class of a method."""
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, CAM_METHODS[method])
 
 
 def target_layer(model: nn.Module, name: str) -> nn.Module:
@@ -31,10 +45,12 @@ def cam_maps(model: nn.Module, inputs: torch.Tensor, classes: list[int], method:
 
     `inputs` are normalised model inputs. The model runs in fp32 and eval mode; its mode is restored.
     """
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     was_training = model.training
     model.eval()
     maps = []
-    with CAM_METHODS[method](model=model, target_layers=[target_layer(model, layer)]) as cam:
+    with cam_class(method)(model=model, target_layers=[target_layer(model, layer)]) as cam:
         if method == "scorecam":
             cam.batch_size = batch_size
         for start in range(0, len(inputs), batch_size):
@@ -49,5 +65,7 @@ def cam_maps(model: nn.Module, inputs: torch.Tensor, classes: list[int], method:
 
 def overlay(image_uint8_chw: np.ndarray, heat_map: np.ndarray, image_weight: float = 0.55) -> np.ndarray:
     """An RGB uint8 (H, W, 3) picture: the image with the heat map laid over it in the jet colours."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
     rgb = image_uint8_chw.transpose(1, 2, 0).astype(np.float32) / 255.0
     return show_cam_on_image(rgb, heat_map, use_rgb=True, image_weight=image_weight)

@@ -1,7 +1,7 @@
-"""Normalisation layers chosen by name: batch, layer, group, ghost.
+"""Normalisation layers chosen by name, declared in NORMS: batch, layer, group, ghost.
 
-All four have the same parameters (a scale and a shift per channel), so a model's parameter count
-does not depend on the choice.
+Each entry is a builder `(groups, ghost_splits) -> (channels -> layer)`. All four have the same
+parameters (a scale and a shift per channel), so a model's parameter count does not depend on the choice.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("batch", "layer", "group", "ghost")
+from ..registry import Registry
+
+NORMS = Registry("norm")
 
 
 class GhostBatchNorm2d(nn.BatchNorm2d):
@@ -64,14 +66,13 @@ def layer_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(1, channels)
 
 
+NORMS.register("batch", lambda groups, splits: nn.BatchNorm2d, help="BatchNorm")
+NORMS.register("layer", lambda groups, splits: layer_norm, help="each sample over C, H, W")
+NORMS.register("group", lambda groups, splits: partial(nn.GroupNorm, groups), help="GroupNorm, --norm-groups")
+NORMS.register("ghost", lambda groups, splits: partial(GhostBatchNorm2d, splits=splits),
+               help="Ghost BatchNorm, --ghost-splits")
+
+
 def norm_factory(name: str = "batch", groups: int = 8, ghost_splits: int = 2):
     """A callable channels -> normalisation layer."""
-    if name == "batch":
-        return nn.BatchNorm2d
-    if name == "layer":
-        return layer_norm
-    if name == "group":
-        return partial(nn.GroupNorm, groups)
-    if name == "ghost":
-        return partial(GhostBatchNorm2d, splits=ghost_splits)
-    raise ValueError(f"unknown norm {name!r}; known: {', '.join(NORMS)}")
+    return NORMS[name](groups, ghost_splits)

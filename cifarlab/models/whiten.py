@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 PATCH_IMAGES = 5000  # enough images for a stable 27 x 27 covariance, and fast
 
 
@@ -46,15 +48,16 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
     return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
-def whitening_fits(model: nn.Module) -> str | None:
-    """Why the model's first convolution cannot take whitening filters, or None if it can."""
+def check_whitening_fits(model: nn.Module, model_name: str) -> None:
+    """Refuse --first-conv-init whiten for a model whose first convolution cannot take the filters."""
     conv = first_conv(model)
     needed = 2 * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
     if conv.groups != 1 or conv.kernel_size[0] != conv.kernel_size[1]:
-        return "needs a plain first convolution with a square kernel"
+        raise ConfigError("first_conv_init", f"whiten needs a plain first convolution with a square kernel "
+                                             f"(model {model_name})")
     if conv.out_channels < needed:
-        return f"needs at least {needed} filters in the first convolution; this model has {conv.out_channels}"
-    return None
+        raise ConfigError("first_conv_init", f"whiten needs at least {needed} filters in the first convolution; "
+                                             f"model {model_name} has {conv.out_channels}")
 
 
 def whiten_first_conv(model: nn.Module, images: torch.Tensor, mean, std) -> None:
