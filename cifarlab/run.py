@@ -133,6 +133,32 @@ class Run:
         return mixed.sort_values("count", ascending=False, kind="stable").head(k).reset_index(drop=True)
 
     # --- figures ---------------------------------------------------------------------------------
+    def plot(self, figure: str, **report_settings) -> Figure:
+        """Any figure of the report by name: curves, per_class, precision_recall, confusion, misclassified,
+        gradcam. `report_settings` (misclassified, misclassified_order, cam, cam_layer, cam_true_class)
+        override the run's own for this figure."""
+        from .explain.report import report_figures
+
+        figures = {Path(name).stem: entry for name, entry in report_figures()}
+        if figure not in figures:
+            raise CifarlabError(f"figure: {figure!r} is not one of: {', '.join(figures)}")
+        drawn = figures[figure].draw(self._report_inputs(report_settings))
+        return drawn if drawn is not None else plots.image_grid([], [], columns=1, title="no images to show")
+
+    def _report_inputs(self, report_settings: dict):
+        from .config import REPORT_SETTINGS, make_config
+        from .explain.report import ReportInputs
+
+        for name in report_settings:
+            if name not in REPORT_SETTINGS:
+                raise CifarlabError(f"{name}: is not a report setting; they are: {', '.join(REPORT_SETTINGS)}")
+        saved = self._loaded()
+        split, evaluation = self._evaluation()
+        history = read_metrics(self._folder.file("metrics.csv")) if self._folder.file("metrics.csv").is_file() else []
+        return ReportInputs(cfg=make_config(report_settings, base=saved.cfg), info=saved.info, model=saved.model,
+                            test_split=split, evaluation=evaluation, history=history, summary=self.summary,
+                            device=saved.device)
+
     def plot_curves(self) -> Figure:
         """Loss, accuracy and learning rate per epoch, for train, validation (if held out) and test."""
         history = read_metrics(self._folder.file("metrics.csv"))
@@ -141,10 +167,7 @@ class Run:
     def plot_misclassified(self, n: int = 20, order: str = "index") -> Figure:
         """The first `n` wrong test images in their real colours, titled with test index, true and
         predicted class and confidence."""
-        from .explain.report import misclassified_figure
-
-        split, _ = self._evaluation()
-        return misclassified_figure(self._wrong(n, order), split, self.classes)
+        return self.plot("misclassified", misclassified=n, misclassified_order=order)
 
     def plot_gradcam(self, n: int = 20, method: str | None = None, layer: str | None = None,
                      true_class: bool = False, order: str = "index") -> Figure:
@@ -153,28 +176,20 @@ class Run:
         run's --cam); `layer`: e.g. "layer3" for an 8x8 map (default: the model's last stage);
         `true_class`: also the map for the true class, beside the predicted one's."""
         from .explain.gradcam import target_layer
-        from .explain.report import cam_layer_name, gradcam_figure
+        from .explain.report import cam_layer_name
 
-        method = checked("cam", method or self.config.cam)
-        layer = layer or cam_layer_name(self.config)
-        saved = self._loaded()
-        target_layer(saved.model, layer)
-        split, _ = self._evaluation()
-        return gradcam_figure(self._wrong(n, order), split, self.classes, model=saved.model, info=saved.info,
-                              method=method, layer=layer, true_class=checked("cam_true_class", true_class),
-                              device=saved.device)
+        settings = {"misclassified": n, "misclassified_order": order, "cam": method or self.config.cam,
+                    "cam_layer": layer, "cam_true_class": true_class}
+        target_layer(self.model, layer or cam_layer_name(self.config))
+        return self.plot("gradcam", **settings)
 
     def plot_confusion(self) -> Figure:
         """The test confusion matrix, class names on both axes."""
-        return plots.confusion_figure(self._confusion_counts(), self.classes)
+        return self.plot("confusion")
 
     def plot_per_class(self) -> Figure:
         """Test accuracy per class, with the overall accuracy as a line."""
-        from .explain.analysis import per_class_accuracy
-
-        _, evaluation = self._evaluation()
-        return plots.per_class_figure(per_class_accuracy(self._confusion_counts()), self.classes,
-                                      evaluation.accuracy)
+        return self.plot("per_class")
 
     # --- using the model -------------------------------------------------------------------------
     def evaluate(self, tta: bool | None = None, tta_shift: int | None = None) -> dict:

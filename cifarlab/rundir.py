@@ -7,17 +7,51 @@ import io
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import CifarlabError
+from .registry import Registry
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "epoch_seconds", "train_images_per_sec")
-RUN_MARKERS = ("config.yaml", "metrics.csv", "summary.json", "model.safetensors", "checkpoint.safetensors")
-# Every file a run writes: --overwrite removes them first, so no file of the old run survives.
-RUN_FILES = RUN_MARKERS + ("model_summary.txt", "curves.png", "misclassified.png", "misclassified.csv",
-                           "gradcam.png", "per_class.csv", "per_class.png", "confusion.png", "confusion.csv",
-                           "report.html", "lr_find.png")
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """One file (or folder) of a run folder: what writes it and what it holds. A report figure also carries
+    `draw` (ReportInputs -> Figure, or None where there is nothing to show) and the `note` under its heading
+    in report.html (text, or a function of the ReportInputs)."""
+
+    made_by: str
+    title: str
+    marks_a_run: bool = False  # its presence means the folder holds a run (--overwrite needed to replace it)
+    draw: Callable | None = None
+    note: str | Callable = ""
+    beside: Callable | None = None  # HTML shown next to the figure (the per-class table)
+
+
+# Every file a run writes, declared once: --overwrite removes them all, so no file of an old run survives;
+# the report draws the figures in this order, and TensorBoard shows them. The report's own files are
+# declared in explain/report.py, beside the code that writes them.
+RUN_FILES = Registry("run file")
+for _name, _title in (("config.yaml", "the resolved settings: `cifarlab train --config` repeats the run"),
+                      ("metrics.csv", "loss, accuracy and lr per epoch"),
+                      ("summary.json", "the headline numbers and the whole recipe"),
+                      ("model.safetensors", "the final model's weights and what rebuilds it"),
+                      ("checkpoint.safetensors", "everything --resume needs, at the last epoch or interruption")):
+    RUN_FILES.register(_name, RunFile("training", _title, marks_a_run=True))
+RUN_FILES.register("model_summary.txt", RunFile("training", "the layer table (torchinfo)"))
+RUN_FILES.register("lr_find.png", RunFile("training with --lr auto", "the LR range test"))
+RUN_FILES.register("tensorboard", RunFile("training with --tensorboard", "TensorBoard logs"))
+
+
+def run_files() -> Registry:
+    """RUN_FILES with the report's files declared (they are, once the report's module is imported)."""
+    from .explain import report  # noqa: F401
+
+    return RUN_FILES
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -49,15 +83,18 @@ def default_run_path(model: str, root: str = "runs") -> Path:
 
 
 def holds_run(path: Path) -> bool:
-    return any((path / name).exists() for name in RUN_MARKERS)
+    return any((path / name).exists() for name in RUN_FILES if RUN_FILES[name].marks_a_run)
 
 
 def clear_run(path: Path) -> None:
+    """Remove every file a run writes (and nothing else the folder holds)."""
     import shutil
 
-    for name in RUN_FILES:
-        (path / name).unlink(missing_ok=True)
-    shutil.rmtree(path / "tensorboard", ignore_errors=True)
+    for name in run_files():
+        if (path / name).is_dir():
+            shutil.rmtree(path / name, ignore_errors=True)
+        else:
+            (path / name).unlink(missing_ok=True)
 
 
 def format_metric(value) -> str:

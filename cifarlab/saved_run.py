@@ -112,10 +112,11 @@ def evaluate_saved(run: SavedRun) -> dict:
 
 def report_saved(run: SavedRun) -> None:
     """Write the run's figures and report.html again, from model.safetensors and metrics.csv."""
-    from .explain.report import write_report
+    from .explain.report import ReportInputs, write_report
     from .rundir import read_metrics
 
     split, _ = test_split(run)
     history = read_metrics(run.folder.file("metrics.csv")) if run.folder.file("metrics.csv").is_file() else []
-    write_report(run.folder, model=run.model, info=run.info, cfg=run.cfg, test_split=split,
-                 evaluation=evaluate_test(run, split), history=history, summary=run.summary, device=run.device)
+    write_report(run.folder, ReportInputs(cfg=run.cfg, info=run.info, model=run.model, test_split=split,
+                                          evaluation=evaluate_test(run, split), history=history,
+                                          summary=run.summary, device=run.device))

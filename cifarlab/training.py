@@ -27,7 +27,7 @@ from .augment import Augmenter, alternating_flips
 from .checkpoint import Checkpoint, TrainingState, save_checkpoint
 from .config import TrainConfig, config_to_yaml
 from .data import DeviceLoader, Splits, load_splits, to_model_input
-from .data.loader import epoch_seed
+from .data.loader import Stream, epoch_seed
 from .ema import Lookahead, WeightAverage
 from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
@@ -36,7 +36,7 @@ from .distributed import SINGLE, Context, any_across, broadcast_text, sum_across
 from .interrupt import EXIT_CODES, StopRequests
 from .losses import create_loss
 from .models import count_parameters, create_model, model_args
-from .models.whiten import whiten_first_conv, whitening_fits
+from .models.whiten import check_whitening_fits, whiten_first_conv
 from .optim import create_optimizer, create_schedule
 from .rundir import RunFolder
 from .runtime import (EMULATED_BF16, autocast, bf16_is_emulated, configure_backend, hardware, make_grad_scaler,
@@ -79,11 +79,14 @@ def model_info(cfg: TrainConfig, splits: Splits) -> dict:
             "image_size": 32, "channels_last": cfg.channels_last, "cifarlab": __version__}
 
 
-def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainConfig, device, precision,
-                    mean, std, context: Context = SINGLE, averages: tuple = ()):
+def make_train_step(model, *, cfg: TrainConfig, optimizer, scaler, device, precision, mean, std,
+                    context: Context = SINGLE, averages: tuple = (), augmenter=None, loss_fn=None):
     """One optimisation step on a uint8 batch: augment, normalise, forward, backward, update (and
     update the weight `averages`: Lookahead, WeightAverage). Returns the loss and logits, still on the
-    device (reading them would make the host wait)."""
+    device (reading them would make the host wait). The augmentations and the loss are the config's
+    unless given."""
+    augmenter = augmenter or Augmenter(cfg)
+    loss_fn = loss_fn or create_loss(cfg.loss, cfg.label_smoothing)
 
     def step(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, global_size: int | None = None,
              flip: torch.Tensor | None = None):
@@ -105,15 +108,6 @@ def make_train_step(model, *, augmenter, optimizer, scaler, loss_fn, cfg: TrainC
         return loss.detach(), logits.detach()
 
     return step
-
-
-def step_for(cfg: TrainConfig, model, optimizer, scaler, splits: Splits, device, precision,
-             context: Context = SINGLE, averages: tuple = ()):
-    """The training step a config asks for: its augmentations, loss and input normalisation."""
-    return make_train_step(model, augmenter=Augmenter.from_config(cfg), optimizer=optimizer, scaler=scaler,
-                           loss_fn=create_loss(cfg.loss, cfg.label_smoothing), cfg=cfg, device=device,
-                           precision=precision, mean=splits.mean, std=splits.std, context=context,
-                           averages=averages)
 
 
 def weight_averages(cfg: TrainConfig, model: nn.Module, total_steps: int) -> dict:
@@ -141,6 +135,37 @@ class TrainingInterrupted(CifarlabError):
         self.exit_code = EXIT_CODES.get(signum, 130)
 
 
+@dataclass
+class EpochSums:
+    """Loss and accuracy summed over an epoch's steps, on the device (reading them makes the host wait)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+
+    @classmethod
+    def start(cls, device, resume: dict | None, context: Context) -> "EpochSums":
+        if resume and context.main:  # the saved sums cover all processes: one process carries them on
+            return cls(resume["loss_sum"].to(device), resume["correct"].to(device), resume["seen"])
+        return cls(torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss += loss * len(labels)
+        self.correct += (logits.argmax(1) == labels).sum()
+        self.seen += len(labels)
+
+    def across(self, context: Context) -> "EpochSums":
+        """The sums over every process."""
+        return EpochSums(sum_across(self.loss, context), sum_across(self.correct, context),
+                         int(sum_across(torch.tensor(self.seen), context)))
+
+
+def diverged(running_loss: float, epoch: int, step: int, cfg: TrainConfig) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"the training loss became {running_loss} in epoch {epoch} by step {step}: the learning rate ({cfg.lr}) "
+        "may be too high, or fp16 may overflow (try --precision bf16 or fp32); the last good checkpoint is kept")
+
+
 def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg: TrainConfig, device,
                 stop: StopRequests | None = None, resume: dict | None = None, context: Context = SINGLE) -> dict:
     """One pass over the training split, or the rest of one (`resume`: where an interrupted pass stood).
@@ -150,55 +175,43 @@ def train_epoch(model, loader: DeviceLoader, epoch: int, *, step, schedule, cfg:
     step by raising Interrupted with everything needed to continue it exactly.
     """
     model.train()
-    generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, epoch, stream=1))
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen, done, seconds_before = 0, 0, 0.0
+    generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, epoch, Stream.AUGMENT))
+    done, seconds_before = (resume["step"], resume["seconds"]) if resume else (0, 0.0)
     if resume:
         generator.set_state(resume["generator"])
-        done, seconds_before = resume["step"], resume["seconds"]
-        if context.main:  # the saved sums cover all processes: one process carries them on
-            loss_sum, correct = resume["loss_sum"].to(device), resume["correct"].to(device)
-            seen = resume["seen"]
+    sums = EpochSums.start(device, resume, context)
     bar = tqdm(total=len(loader), initial=done, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and context.main), unit="batch", dynamic_ncols=True)
     start = time.perf_counter()
-    flips = (alternating_flips(len(loader.split), epoch_seed(cfg.seed, 0, stream=3), epoch).to(device)
+    flips = (alternating_flips(len(loader.split), epoch_seed(cfg.seed, 0, Stream.FLIPS), epoch).to(device)
              if cfg.flip_mode == "alternate" and "flip" in cfg.augment else None)
-    shards = loader.shards(epoch, context.rank, context.world)
-    for index, (images, labels, global_size, positions) in enumerate(islice(shards, done, None), done + 1):
-        flip = None if flips is None else flips.index_select(0, positions)
-        loss, logits = step(images, labels, generator, global_size, flip)
+    for index, (images, labels, global_size, positions) in enumerate(
+            islice(loader.shards(epoch, context.rank, context.world), done, None), done + 1):
+        loss, logits = step(images, labels, generator, global_size,
+                            None if flips is None else flips.index_select(0, positions))
         schedule.after_batch()
-        loss_sum += loss * len(labels)
-        correct += (logits.argmax(1) == labels).sum()
-        seen += len(labels)
+        sums.add(loss, logits, labels)
         if index % PROGRESS_EVERY == 0 or index == len(loader):
-            running_loss = loss_sum.item() / seen
+            running_loss = sums.loss.item() / sums.seen
             if not np.isfinite(running_loss):
                 bar.close()
-                raise TrainingDiverged(
-                    f"the training loss became {running_loss} in epoch {epoch} by step {index}: the learning "
-                    f"rate ({cfg.lr}) may be too high, or fp16 may overflow (try --precision bf16 or fp32); "
-                    "the last good checkpoint is kept")
-            bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct.item() / seen:.2%}", refresh=False)
+                raise diverged(running_loss, epoch, index, cfg)
+            bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{sums.correct.item() / sums.seen:.2%}", refresh=False)
         bar.update(1)
         # With several processes, all must stop after the same step: they agree every few steps.
         check = not context.enabled or index % PROGRESS_EVERY == 0
         if stop is not None and check and index < len(loader) and any_across(stop.requested, context, device):
             bar.close()
-            raise Interrupted({"step": index, "seen": int(sum_across(torch.tensor(seen), context)),
-                               "seconds": seconds_before + time.perf_counter() - start,
-                               "generator": generator.get_state(), "loss_sum": sum_across(loss_sum, context),
-                               "correct": sum_across(correct, context)})
+            total = sums.across(context)
+            raise Interrupted({"step": index, "seen": total.seen, "seconds": seconds_before + time.perf_counter() - start,
+                               "generator": generator.get_state(), "loss_sum": total.loss, "correct": total.correct})
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = seconds_before + time.perf_counter() - start
     bar.close()
-    loss_sum, correct = sum_across(loss_sum, context), sum_across(correct, context)
-    seen = int(sum_across(torch.tensor(seen), context))
-    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
-            "train_seconds": seconds, "train_images_per_sec": seen / seconds}
+    total = sums.across(context)
+    return {"train_loss": total.loss.item() / total.seen, "train_acc": total.correct.item() / total.seen,
+            "train_seconds": seconds, "train_images_per_sec": total.seen / seconds}
 
 
 def epoch_line(row: dict, epochs: int) -> str:
@@ -244,8 +257,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         setting = next((name for word, name in (("divisible", "norm_groups"), ("zero_init", "zero_init_residual"))
                         if word in str(exc)), "model")
         raise ConfigError(setting, str(exc)) from None
-    if cfg.first_conv_init == "whiten" and whitening_fits(model):
-        raise ConfigError("first_conv_init", f"whiten {whitening_fits(model)} (model {cfg.model})")
+    if cfg.first_conv_init == "whiten":
+        check_whitening_fits(model, cfg.model)
     if cfg.report and cfg.misclassified:
         from .explain.gradcam import target_layer
         from .explain.report import cam_layer_name
@@ -265,9 +278,10 @@ def find_lr(cfg: TrainConfig, splits: Splits, device, precision, plot_path: Path
         model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = create_optimizer(model, probe_cfg, device)
-    step = step_for(cfg, model, optimizer, make_grad_scaler(device, precision), splits, device, precision)
+    step = make_train_step(model, cfg=cfg, optimizer=optimizer, scaler=make_grad_scaler(device, precision),
+                           device=device, precision=precision, mean=splits.mean, std=splits.std)
     loader = DeviceLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device)
-    generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, 0, stream=2))
+    generator = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, 0, Stream.LR_FIND))
 
     def batches():
         epoch = 0
@@ -419,7 +433,8 @@ def setup(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, de
         cfg=cfg, folder=run, context=context, device=device, precision=precision, splits=splits, model=model,
         trained=trained, final=averages["ema"].module if "ema" in averages else model, optimizer=optimizer,
         schedule=schedule, scaler=scaler, averages=averages,
-        step=step_for(cfg, trained, optimizer, scaler, splits, device, precision, context, tuple(averages.values())),
+        step=make_train_step(trained, cfg=cfg, optimizer=optimizer, scaler=scaler, device=device, precision=precision,
+                             mean=splits.mean, std=splits.std, context=context, averages=tuple(averages.values())),
         train_loader=train_loader, val_split=splits.val.to(device) if splits.val is not None else None,
         test_split=splits.test.to(device), info=model_info(cfg, splits), state=state,
         judge=dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
@@ -502,12 +517,12 @@ def finish(p: Parts, test_eval: Evaluation) -> RunResult:
         return RunResult(summary, history, run.path, p.final)
     run.write_json("summary.json", summary)
     if cfg.report:
-        from .explain.report import write_report
+        from .explain.report import ReportInputs, write_report
 
         print("writing the report (curves, per-class accuracy, confusion matrix, misclassified, Grad-CAM)...",
               flush=True)
-        write_report(run, model=p.final, info=p.info, cfg=cfg, test_split=p.test_split, evaluation=test_eval,
-                     history=history, summary=summary, device=p.device)
+        write_report(run, ReportInputs(cfg=cfg, info=p.info, model=p.final, test_split=p.test_split,
+                                       evaluation=test_eval, history=history, summary=summary, device=p.device))
     if p.tensorboard:
         p.tensorboard.figures(run.path, cfg.epochs)
         p.tensorboard.close()

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import cifarlab
 import torch
 from helpers import write_cifar10
 from PIL import Image
@@ -14,7 +16,8 @@ from cifarlab.config import FIELDS
 from cifarlab.data import load_splits, to_model_input
 from cifarlab.explain import report as report_module
 from cifarlab.explain.analysis import misclassified
-from cifarlab.explain.gradcam import CAM_METHODS, cam_maps
+from cifarlab.explain.gradcam import cam_maps
+from cifarlab.explain.report import report_figures
 from cifarlab.weights import load_model
 
 MISLABELLED = 15  # the first test images carry another class's label: the gallery is never empty
@@ -111,7 +114,10 @@ def test_report_html_is_self_contained(trained):
     _, run, _ = trained
     page = (run / "report.html").read_text()
     images = re.findall(r'<img [^>]*src="([^"]+)"', page)
-    assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == len(report_figures()) == 6
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert headings[:6] == [entry.title for _, entry in report_figures()]  # in the file table's order
     assert "http://" not in page and "https://" not in page
     assert f"{trained[0].summary['test_accuracy']:.2%}" in page
 
@@ -147,10 +153,6 @@ def test_compare_prints_a_table_and_writes_one_figure(trained, tmp_path, capsys)
     assert Image.open(figure).size[0] > 300
 
 
-def test_cam_method_names_match_the_setting():
-    assert tuple(CAM_METHODS) == FIELDS["cam"].metadata["choices"]
-
-
 def test_an_unknown_cam_layer_is_refused_with_the_layers_named(trained, capsys):
     _, run, _ = trained
     assert main(["report", str(run), "--cam-layer", "layer9"]) == 2
@@ -178,3 +180,16 @@ def test_tensorboard_logs_every_epoch(tmp_path, quick):
     events = EventAccumulator(str(Path(quick["out"]) / "tensorboard")).Reload()
     assert [e.step for e in events.Scalars("accuracy/test")] == [1, 2]
     assert "report/gradcam" in events.Tags()["images"]
+
+
+def test_precision_and_recall_per_class_are_read_off_the_confusion_matrix(trained):
+    _, run, _ = trained
+    confusion = np.array([[int(v) for v in row[1:]] for row in read_csv(run / "confusion.csv")[1:]])
+    figure = cifarlab.load_run(run).plot("precision_recall")
+    bars = figure.axes[0].patches
+    heights = np.array([bar.get_height() for bar in bars]) / 100
+    n = len(confusion)
+    precision = np.diag(confusion) / np.maximum(confusion.sum(0), 1)
+    recall = np.diag(confusion) / np.maximum(confusion.sum(1), 1)
+    assert np.allclose(heights[:n], precision) and np.allclose(heights[n:], recall)
+    assert (run / "precision_recall.png").is_file()

@@ -314,22 +314,3 @@ def test_random_bytes_never_crash_the_readers(tmp_path_factory, blob):
     (folder / CHECKPOINT).write_bytes(blob)
     with pytest.raises(CifarlabError):
         load_checkpoint(folder)
-
-
-@pytest.mark.parametrize("data", ["new text", b"new bytes"])
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, monkeypatch, data):
-    import errno
-    import os
-
-    from cifarlab.rundir import write_atomic
-
-    path = tmp_path / "summary.json"
-    path.write_text("old")
-
-    def disk_full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        write_atomic(path, data)
-    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

@@ -83,6 +83,21 @@ def per_class_figure(rows: list[dict], classes: list[str], overall: float) -> Fi
     return figure
 
 
+def precision_recall_figure(precision: np.ndarray, recall: np.ndarray, classes: list[str]) -> Figure:
+    figure = Figure(figsize=(max(6, 0.7 * len(classes) + 2), 4), layout="constrained")
+    ax = figure.subplots()
+    positions = np.arange(len(classes))
+    for offset, values, name, colour in ((-0.2, precision, "precision", "tab:orange"),
+                                         (0.2, recall, "recall", "tab:blue")):
+        ax.bar(positions + offset, 100 * np.asarray(values), width=0.4, label=name, color=colour)
+    ax.set_xticks(positions, classes, rotation=45 if len(classes) > 5 else 0, ha="right")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title("test precision and recall per class")
+    ax.legend(loc="lower right")
+    return figure
+
+
 def confusion_figure(confusion: np.ndarray, classes: list[str]) -> Figure:
     n = len(classes)
     size = max(6, 0.55 * n + 2)

@@ -37,11 +37,14 @@ class TensorBoardLog:
         self.writer.flush()
 
     def figures(self, folder: Path, step: int) -> None:
-        for name in ("curves", "misclassified", "gradcam", "confusion", "per_class"):
-            path = Path(folder) / f"{name}.png"
+        """The report's figures (those of rundir's file table that the run folder holds)."""
+        from .report import report_figures
+
+        for name, _ in report_figures():
+            path = Path(folder) / name
             if path.is_file():
                 picture = np.asarray(Image.open(path).convert("RGB"))
-                self.writer.add_image(f"report/{name}", picture, step, dataformats="HWC")
+                self.writer.add_image(f"report/{Path(name).stem}", picture, step, dataformats="HWC")
         self.writer.flush()
 
     def close(self) -> None:
