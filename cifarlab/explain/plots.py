@@ -92,9 +92,10 @@ def precision_recall_figure(precision: np.ndarray, recall: np.ndarray, classes: 
         ax.bar(positions + offset, 100 * np.asarray(values), width=0.4, label=name, color=colour)
     ax.set_xticks(positions, classes, rotation=45 if len(classes) > 5 else 0, ha="right")
     ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 120)  # room above the bars for the legend
+    ax.set_yticks(range(0, 101, 20))
     ax.set_title("test precision and recall per class")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", ncol=2)
     return figure
 
 
