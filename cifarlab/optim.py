@@ -92,18 +92,38 @@ NEWTON_SCHULZ_STEPS = 5
 def newton_schulz(matrix: torch.Tensor, dtype: torch.dtype = torch.bfloat16, steps: int = NEWTON_SCHULZ_STEPS,
                   eps: float = 1e-7) -> torch.Tensor:
     """About the nearest matrix to `matrix` (2-D) whose singular values are all one: the iteration pushes
-    each towards 1 (it ends between about 0.5 and 1.5, which Muon does not mind), in `dtype`. The same
-    operations as torch.optim.Muon's, so in bf16 the result is the same to the bit."""
-    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
+    each towards 1 (it ends between about 0.5 and 1.5, which Muon does not mind), in `dtype`. In bf16 these
+    are torch.optim.Muon's operations, the same result to the bit; in wider types a matrix at least twice as
+    wide as tall takes the same iteration on its Gram matrix (`newton_schulz_on_gram`), for half the work."""
     x = matrix.to(dtype)
     tall = x.size(0) > x.size(1)
     if tall:  # iterate on the wide side: the Gram matrix is the smaller one
         x = x.T
     x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
-    for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    if dtype != torch.bfloat16 and 2 * x.size(0) <= x.size(1):
+        x = newton_schulz_on_gram(x, steps)
+    else:
+        a, b, c = NEWTON_SCHULZ_COEFFICIENTS
+        for _ in range(steps):
+            gram = x @ x.T
+            x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.T if tall else x
+
+
+def newton_schulz_on_gram(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The iteration X <- p(G) X, p(G) = aI + bG + cG^2 with G = X X^T, carried on the small side: each
+    step makes G <- p(G)^2 G and accumulates P <- p(G) P, and X is multiplied by P once at the end. For an
+    n x m matrix that is two products with the m-long side instead of two a step; the result is the same
+    polynomial of the same matrix (within 1e-4 in fp32 even for singular values spread over five decades)."""
+    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
+    gram = x @ x.T
+    identity = torch.eye(len(gram), dtype=x.dtype, device=x.device)
+    product = identity
+    for _ in range(steps):
+        polynomial = torch.addmm(gram, gram, gram, beta=b, alpha=c).add_(identity, alpha=a)
+        product = polynomial @ product
+        gram = polynomial @ polynomial @ gram
+    return product @ x
 
 
 def newton_schulz_dtype(device: torch.device) -> torch.dtype:

@@ -150,3 +150,26 @@ def test_the_iteration_runs_in_fp32_where_bf16_is_emulated(monkeypatch):
         monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda fast=fast: fast)
         assert newton_schulz_dtype(torch.device("cpu")) == expected
         assert create_optimizer(norm_net(), cfg, torch.device("cpu")).orthogonal_dtype == expected
+
+
+def reference_newton_schulz(x: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """The iteration written plainly on the matrix itself (x wide, spectral norm at most 1)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x
+
+
+@pytest.mark.parametrize("shape, spread", [((64, 576), 0), ((32, 96), 0), ((64, 576), 5), ((48, 432), 3)])
+def test_the_iteration_on_the_gram_matrix_is_the_iteration_on_the_matrix(shape, spread):
+    generator = torch.Generator().manual_seed(sum(shape) + spread)
+    matrix = torch.randn(*shape, generator=generator, dtype=torch.float64)
+    if spread:  # singular values spread over `spread` decades
+        u, _, v = torch.linalg.svd(matrix, full_matrices=False)
+        matrix = u @ torch.diag(torch.logspace(-spread, 0, shape[0], dtype=torch.float64)) @ v
+    expected = reference_newton_schulz(matrix / matrix.norm())
+    assert torch.allclose(newton_schulz(matrix, torch.float64), expected, atol=1e-10)
+    in_fp32 = newton_schulz(matrix.float(), torch.float32).double()
+    assert (in_fp32 - expected).norm() / expected.norm() < 3e-4
+    assert torch.linalg.svdvals(in_fp32).max() < 1.5  # every singular value pushed into (0, 1.5)

@@ -10,7 +10,7 @@ import yaml
 
 from cifarlab import evaluate_run, runtime, train
 from cifarlab.cli import main
-from cifarlab.config import make_config
+from cifarlab.config import RECIPE_SETTINGS, make_config
 from cifarlab.rundir import METRIC_COLUMNS, read_metrics
 from cifarlab.training import prepare
 from cifarlab.weights import load_model
@@ -197,7 +197,7 @@ def test_a_run_with_shifted_tta_keeps_it_and_evaluate_agrees(quick, capsys):
 def test_each_training_image_is_mirrored_the_other_way_each_epoch_only_with_alternate(flip_mode):
     from types import SimpleNamespace
 
-    from cifarlab.config import make_config
+    from cifarlab.config import RECIPE_SETTINGS, make_config
     from cifarlab.data.datasets import Split
     from cifarlab.data.loader import DeviceLoader
     from cifarlab.training import train_epoch
@@ -238,13 +238,33 @@ def test_bf16_is_auto_only_where_the_cpu_runs_it_and_noted_where_it_is_emulated(
 
 # The default recipe (Muon, onecycle, crop with 1-pixel padding and flips, label smoothing) on the compact
 # model and the tiny data, as it trained before augmentations, norms, optimizers and schedules became
-# registries: a change that moves any random draw or any step of the recipe moves these by far more than
-# the tolerance, which leaves room only for the CPU's own rounding (another instruction set's kernels).
-PINNED_DEFAULT_LOSSES = [(2.3231927490234376, 2.329665184020996), (2.0502029418945313, 2.2649013996124268)]
+# registries. The tolerance leaves room for the CPU's own rounding (another instruction set's kernels, Muon's
+# iteration on the Gram matrix, another thread count), which moved these by 2e-4 at most; a crop padding of 2
+# or alternating flips moved them by 3e-3 to 2e-2. (The test losses are left out: on 100 images after 8 steps
+# they swing by 1e-3 with rounding alone.)
+PINNED_DEFAULT_TRAIN_LOSSES = [2.3231927490234376, 2.0502029418945313]
 
 
-def test_the_default_recipe_trains_as_before_its_code_was_reorganised(tmp_path, cifar_dir):
+def test_the_default_recipe_trains_as_before_its_code_was_reorganised(tmp_path, cifar_dir, monkeypatch):
+    import cifarlab.optim
+
+    monkeypatch.setattr(cifarlab.optim, "newton_schulz_dtype", lambda device: torch.float32)  # as pinned, on any CPU
     result = train(model="compact", data_dir=str(cifar_dir), epochs=2, batch_size=50, precision="fp32",
                    device="cpu", progress=False, out=str(tmp_path / "run"), report=False)
-    measured = [(row["train_loss"], row["test_loss"]) for row in result.history.to_dict("records")]
-    assert measured == [pytest.approx(pair, rel=1e-4) for pair in PINNED_DEFAULT_LOSSES]
+    assert result.history["train_loss"].tolist() == pytest.approx(PINNED_DEFAULT_TRAIN_LOSSES, rel=1e-3)
+
+
+def test_the_default_recipe_is_the_one_the_benchmarks_measured():
+    """A default that moves changes every result in benchmarks/: it must be moved on purpose, with them."""
+    recipe = {name: value for name, value in make_config().to_dict().items() if name in RECIPE_SETTINGS}
+    assert recipe == {
+        "data": "cifar10", "limit_train": None, "val_split": 0, "augment": ["crop", "flip"], "crop_size": 32,
+        "crop_padding": 1, "crop_pad_mode": "zeros", "flip_mode": "random", "cutout_size": 16,
+        "rotate_degrees": 5.0, "jitter_strength": 0.2, "model": "resnet18", "first_conv_init": "random",
+        "norm": "batch", "norm_groups": 8, "ghost_splits": 2, "dropout": 0.0, "stages": 4,
+        "zero_init_residual": False, "loss": "ce", "optimizer": "muon", "lr": 0.1, "momentum": 0.9,
+        "nesterov": True, "muon_lr_scale": 0.2, "muon_momentum": 0.85, "weight_decay": 5e-4,
+        "norm_lr_scale": 32.0, "label_smoothing": 0.3, "ema_decay": 0.0, "lookahead_every": 0,
+        "scheduler": "onecycle", "onecycle_pct_start": 0.25, "onecycle_anneal": "linear",
+        "onecycle_momentum_swing": 0.05, "step_size": 8, "gamma": 0.5, "plateau_patience": 2, "epochs": 8,
+        "batch_size": 128, "seed": 0}
