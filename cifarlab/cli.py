@@ -49,6 +49,8 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint "
                         "(--epochs may be raised; settings that change what is learned are refused)")
+    parser.add_argument("--print-config", action="store_true", help="print the settings the run would use, "
+                        "as the YAML its config.yaml will hold, and exit without training")
     add_setting_flags(parser)
 
 
@@ -114,8 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from .api import start_training
+    from .api import resolve_config, start_training
+    from .config import config_to_yaml
 
+    if args.print_config:
+        if args.resume:
+            raise CifarlabError("print_config: shows a new run's settings; a run's own are in RUN_DIR/config.yaml")
+        print(config_to_yaml(resolve_config(args.config, **given_settings(args))), end="")
+        return 0
     start_training(args.config, args.resume, given_settings(args), echo_summary=True)
     return 0
 

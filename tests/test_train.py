@@ -268,3 +268,16 @@ def test_the_default_recipe_is_the_one_the_benchmarks_measured():
         "scheduler": "onecycle", "onecycle_pct_start": 0.25, "onecycle_anneal": "linear",
         "onecycle_momentum_swing": 0.05, "step_size": 8, "gamma": 0.5, "plateau_patience": 2, "epochs": 8,
         "batch_size": 128, "seed": 0}
+
+
+def test_print_config_shows_the_resolved_settings_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "mine.yaml"
+    config.write_text("epochs: 32\nmodel: compact\n")
+    assert main(["train", "--config", str(config), "--lr", "0.2", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["epochs"] == 32 and printed["model"] == "compact" and printed["lr"] == 0.2
+    assert make_config({k: v for k, v in printed.items() if k != "out"}) == make_config(
+        {"epochs": 32, "model": "compact", "lr": 0.2, "data_dir": printed["data_dir"]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]  # no run folder
+    assert main(["train", "--resume", str(tmp_path), "--print-config"]) == 2
