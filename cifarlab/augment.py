@@ -261,9 +261,10 @@ class Cutout(Augmentation):
 
 @dataclass(frozen=True)
 class FastPath:
-    """Several augmentations in one pass over the batch, the same result as running them in turn. Taken
-    only when every active augmentation is one it `covers`, those it `needs` are active, and `fits`
-    accepts their settings; otherwise each augmentation runs on its own."""
+    """Several augmentations in one pass over the batch instead of one pass each (the gather gives the same
+    pixels; the resampling differs only where crop_flip_rotate says). Taken only when every active
+    augmentation is one it `covers`, those it `needs` are active, and `fits` accepts their settings;
+    otherwise each augmentation runs on its own, with the same random draws."""
 
     name: str
     covers: frozenset

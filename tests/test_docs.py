@@ -61,7 +61,7 @@ def test_python_blocks_run_on_tiny_data(page, tmp_path, monkeypatch):
     monkeypatch.setattr(cifarlab, "train", lambda config=None, **s: real_train(
         config, **{**s, **short, "val_split": min(s.get("val_split", 0), 20)}))
     monkeypatch.setattr(cifarlab, "lr_find", lambda config=None, **s: real_lr_find(
-        config, **{**s, **{k: v for k, v in short.items() if k != "epochs"}, "lr_find_steps": 12}))
+        config, **{**s, **{k: v for k, v in short.items() if k != "epochs"}, "lr_find_steps": 10, "batch_size": 8}))
     namespace = {}
     for block in blocks(page, "python"):
         exec(compile(block, f"{page.name} block", "exec"), namespace)
