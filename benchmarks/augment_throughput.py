@@ -59,7 +59,9 @@ def main():
 
     device = resolve_device(args.device)
     images, labels = benchmark_images(args.data_dir, args.images)
-    augment = Augmenter.of(("crop", "flip", "cutout", "rotate"), crop_padding=4, cutout_size=16, rotate_degrees=5.0)
+    augment_settings = {"augment": ["crop", "flip", "cutout", "rotate"], "crop_padding": 4, "cutout_size": 16,
+                        "rotate_degrees": 5.0}
+    augment = Augmenter(make_config(augment_settings))
     loader = DeviceLoader(Split(images, labels), args.batch_size, shuffle=True, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
     batches = (b for epoch in range(10**6) for b in loader.batches(epoch))
@@ -85,7 +87,7 @@ def main():
 
     # the cost of augmenting one training batch, against one ResNet18 training step on that batch
     precision = resolve_precision("auto", device)
-    cfg = make_config({"augment": "crop,flip,cutout,rotate", "batch_size": 128, "lr": 0.05})
+    cfg = make_config({**augment_settings, "batch_size": 128, "lr": 0.05})
     model = create_model("resnet18").to(device).to(memory_format=torch.channels_last).train()
     mean, std = channel_stats(images)
     step = make_train_step(model, augmenter=augment, optimizer=create_optimizer(model, cfg, device),
@@ -98,7 +100,7 @@ def main():
     share = augment_seconds / step_seconds
     result = {"benchmark": "augment_throughput", "device": str(device), "images_per_sec": rates,
               "speedup_vs_albumentations": ours / theirs, "augment_seconds_per_batch_128": augment_seconds,
-              "train_step_seconds_batch_128": step_seconds, "augment_share_of_step": share}
+              "train_step_seconds_batch_128": step_seconds, "augment_share_of_step": share, "config": cfg.to_dict()}
     report("augmentation throughput (median images/s)", [
         ("cifarlab (batched)", f"{ours:10.0f}"), ("albumentations (2 workers)", f"{theirs:10.0f}"),
         ("cifarlab / albumentations", f"{ours / theirs:10.1f}x   (target >= 8x)"),
