@@ -19,8 +19,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
         flag = "--" + name.replace("_", "-")
         help_text = f.metadata["help"]
         choices = f.metadata.get("choices")
-        if choices:
-            help_text += f" ({'|'.join(map(str, choices))})"
+        if choices and not all(f"{choice} (" in help_text for choice in map(str, choices)):
+            help_text += f" ({'|'.join(map(str, choices))})"  # unless the help already describes each
         default = default_of(name)
         if default not in (None, []) and field_kind(f) != "bool":
             default = ",".join(map(str, default)) if isinstance(default, list) else default

@@ -66,8 +66,8 @@ def sgd(groups, cfg, device):
                            **_fast(device))
 
 
-@OPTIMIZERS.register("muon", help="Muon's orthogonalised momentum steps on the convolution filters (kept at a "
-                                  "fixed norm, no weight decay), SGD on everything else")
+@OPTIMIZERS.register("muon", help="Muon's orthogonalised momentum steps on the convolution filters, kept at a "
+                                  "fixed norm without weight decay; SGD on everything else")
 def muon(groups, cfg, device):
     return MuonSGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                    muon_momentum=cfg.muon_momentum, orthogonal_dtype=newton_schulz_dtype(device))
@@ -240,7 +240,7 @@ def create_schedule(optimizer, cfg, steps_per_epoch: int) -> Schedule:
     return SCHEDULERS[cfg.scheduler](optimizer, cfg, cfg.epochs * steps_per_epoch)
 
 
-@SCHEDULERS.register("onecycle", help="Smith's 1cycle: warm up to --lr, then anneal (per batch)")
+@SCHEDULERS.register("onecycle", help="Smith's 1cycle: up to --lr and down again, stepped per batch")
 def onecycle(optimizer, cfg, total_steps: int) -> Schedule:
     # Each phase needs at least two steps; very short runs (a few batches) get that much room.
     total_steps = max(total_steps, 5)
@@ -255,7 +255,7 @@ def onecycle(optimizer, cfg, total_steps: int) -> Schedule:
     return Schedule(scheduler, per_batch=True)
 
 
-@SCHEDULERS.register("cosine", help="cosine decay from --lr to zero (per batch)")
+@SCHEDULERS.register("cosine", help="cosine decay from --lr to zero, stepped per batch")
 def cosine(optimizer, cfg, total_steps: int) -> Schedule:
     return Schedule(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps), per_batch=True)
 
@@ -266,8 +266,8 @@ def step(optimizer, cfg, total_steps: int) -> Schedule:
                     per_batch=False)
 
 
-@SCHEDULERS.register("plateau", help="ReduceLROnPlateau: times --gamma when the validation loss (else the "
-                                     "training loss) stops falling for --plateau-patience epochs")
+@SCHEDULERS.register("plateau", help="ReduceLROnPlateau: times --gamma when the validation loss, else the "
+                                     "training loss, stops falling for --plateau-patience epochs")
 def plateau(optimizer, cfg, total_steps: int) -> Schedule:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.gamma,
                                                            patience=cfg.plateau_patience)
