@@ -25,6 +25,7 @@ def image_dir(tmp_path):
 
 @pytest.fixture
 def quick(tmp_path, cifar_dir):
-    """Settings for a training run of a few seconds: the compact model, fp32, no progress bar."""
+    """Settings for a training run of a few seconds: the compact model, fp32, no progress bar, no report
+    (drawing its figures takes longer than the training; tests of the report ask for it)."""
     return dict(model="compact", data_dir=str(cifar_dir), epochs=2, batch_size=50, lr=0.05, precision="fp32",
-                device="cpu", progress=False, out=str(tmp_path / "run"))
+                device="cpu", progress=False, out=str(tmp_path / "run"), report=False)
