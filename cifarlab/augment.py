@@ -316,13 +316,6 @@ class Augmenter:
     def from_config(cls, cfg) -> "Augmenter":
         return cls(cfg)
 
-    @classmethod
-    def of(cls, names, **settings) -> "Augmenter":
-        """The augmentations `names` with the given settings and the defaults of the rest."""
-        from .config import make_config
-
-        return cls(make_config({"augment": list(names), **settings}))
-
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.steps)

@@ -34,7 +34,7 @@ class RunFile:
 
 # Every file a run writes, declared once: --overwrite removes them all, so no file of an old run survives;
 # the report draws the figures in this order, and TensorBoard shows them. The report's own files are
-# declared in explain/report.py, beside the code that writes them.
+# declared in explain/report.py, beside the code that writes them, when it is imported (training imports it).
 RUN_FILES = Registry("run file")
 for _name, _title in (("config.yaml", "the resolved settings: `cifarlab train --config` repeats the run"),
                       ("metrics.csv", "loss, accuracy and lr per epoch"),
@@ -45,13 +45,6 @@ for _name, _title in (("config.yaml", "the resolved settings: `cifarlab train --
 RUN_FILES.register("model_summary.txt", RunFile("training", "the layer table (torchinfo)"))
 RUN_FILES.register("lr_find.png", RunFile("training with --lr auto", "the LR range test"))
 RUN_FILES.register("tensorboard", RunFile("training with --tensorboard", "TensorBoard logs"))
-
-
-def run_files() -> Registry:
-    """RUN_FILES with the report's files declared (they are, once the report's module is imported)."""
-    from .explain import report  # noqa: F401
-
-    return RUN_FILES
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -90,7 +83,7 @@ def clear_run(path: Path) -> None:
     """Remove every file a run writes (and nothing else the folder holds)."""
     import shutil
 
-    for name in run_files():
+    for name in RUN_FILES:
         if (path / name).is_dir():
             shutil.rmtree(path / name, ignore_errors=True)
         else:

@@ -31,6 +31,7 @@ from .data.loader import Stream, epoch_seed
 from .ema import Lookahead, WeightAverage
 from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
+from .explain import report as _report  # noqa: F401  (declares the report's files, which --overwrite clears)
 from . import distributed
 from .distributed import SINGLE, Context, any_across, broadcast_text, sum_across
 from .interrupt import EXIT_CODES, StopRequests

@@ -3,7 +3,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cifarlab import make_config
 from cifarlab.augment import Augmenter, alternating_flips, crop_at, cutout_at, flip_where, rotate_by
+
+
+def augmenter(names, **settings) -> Augmenter:
+    """The augmentations `names` with the given settings and the defaults of the rest."""
+    return Augmenter(make_config({"augment": list(names), **settings}))
 
 
 def batch(n=6, seed=0):
@@ -81,7 +87,7 @@ def test_rotation_keeps_the_centre_and_blackens_corners():
 
 @pytest.mark.parametrize("names", [("crop",), ("flip",), ("cutout",), ("rotate",), ("crop", "flip", "cutout", "rotate")])
 def test_the_same_seed_gives_the_same_batch_and_another_seed_does_not(names):
-    augment = Augmenter.of(names, crop_padding=4)
+    augment = augmenter(names, crop_padding=4)
     images = batch(16)
     first = augment(images, torch.Generator().manual_seed(3))
     again = augment(images, torch.Generator().manual_seed(3))
@@ -94,19 +100,19 @@ def test_the_same_seed_gives_the_same_batch_and_another_seed_does_not(names):
 def test_each_image_draws_its_own_parameters():
     # 64 copies of one image: a per-batch parameter would leave them all equal
     images = batch(1).repeat(64, 1, 1, 1)
-    out = Augmenter.of(("crop", "flip"), crop_padding=4).__call__(images, torch.Generator().manual_seed(0))
+    out = augmenter(("crop", "flip"), crop_padding=4).__call__(images, torch.Generator().manual_seed(0))
     distinct = {tuple(o.flatten()[:200].tolist()) for o in out}
     assert len(distinct) > 20
 
 
 def test_no_augmentation_leaves_the_batch_alone():
     images = batch()
-    assert torch.equal(Augmenter.of(())(images, torch.Generator()), images)
+    assert torch.equal(augmenter(())(images, torch.Generator()), images)
 
 
 def test_the_fused_crop_flip_rotate_equals_the_three_steps_one_after_another():
     images = batch(32)
-    augment = Augmenter.of(("crop", "flip", "rotate", "cutout"), crop_padding=4, rotate_degrees=5.0)
+    augment = augmenter(("crop", "flip", "rotate", "cutout"), crop_padding=4, rotate_degrees=5.0)
     params = augment.draw(images, torch.Generator().manual_seed(5))
     assert params["flip"].any() and (~params["flip"]).any() and (params["top"] != 4).any()
     fused = augment.apply(images, params)
@@ -121,10 +127,10 @@ def test_the_fused_crop_flip_rotate_equals_the_three_steps_one_after_another():
 
 def test_the_cutout_folded_into_the_resampling_is_exactly_a_cutout_after_it():
     images = batch(16)
-    augment = Augmenter.of(("crop", "flip", "rotate", "cutout"), crop_padding=4, rotate_degrees=5.0)
+    augment = augmenter(("crop", "flip", "rotate", "cutout"), crop_padding=4, rotate_degrees=5.0)
     params = augment.draw(images, torch.Generator().manual_seed(3))
     without_cutout = {k: v for k, v in params.items() if k not in ("center_y", "center_x")}
-    no_cutout = Augmenter.of(("crop", "flip", "rotate"), crop_padding=4, rotate_degrees=5.0)
+    no_cutout = augmenter(("crop", "flip", "rotate"), crop_padding=4, rotate_degrees=5.0)
     expected = cutout_at(no_cutout.apply(images, without_cutout), 16, params["center_y"], params["center_x"])
     fused = augment.apply(images, params)
     assert (fused == 0).sum() >= 16 * 3 * 8 * 8  # every square keeps at least a quarter inside
@@ -133,7 +139,7 @@ def test_the_cutout_folded_into_the_resampling_is_exactly_a_cutout_after_it():
 
 def test_a_rotation_by_zero_inside_the_fused_path_is_an_exact_crop_and_flip():
     images = batch(8)
-    augment = Augmenter.of(("crop", "flip", "rotate"), crop_padding=4)
+    augment = augmenter(("crop", "flip", "rotate"), crop_padding=4)
     params = augment.draw(images, torch.Generator().manual_seed(1))
     params["degrees"] = torch.zeros(8)
     expected = flip_where(crop_at(images, 4, 32, params["top"], params["left"]), params["flip"])
@@ -172,7 +178,7 @@ def test_alternating_flips_start_from_a_seeded_coin_per_image():
 
 @pytest.mark.parametrize("names", [("flip",), ("crop", "flip")])
 def test_a_given_flip_decides_the_mirroring_and_leaves_the_other_draws_alone(names):
-    augment, images = Augmenter.of(names, crop_padding=4), batch(8)
+    augment, images = augmenter(names, crop_padding=4), batch(8)
     everything, nothing = torch.ones(8, dtype=torch.bool), torch.zeros(8, dtype=torch.bool)
     mirrored = augment(images, torch.Generator().manual_seed(1), flip=everything)
     plain = augment(images, torch.Generator().manual_seed(1), flip=nothing)
@@ -184,7 +190,7 @@ def test_the_augmentations_draw_in_the_registry_s_order_one_call_each():
     """The draws of crop, flip, rotate, cutout, in that order, from the one generator (what the default
     recipe's results rest on: a new augmentation that is not asked for draws nothing)."""
     images = batch(8)
-    augment = Augmenter.of(("cutout", "rotate", "flip", "crop"), crop_padding=1, rotate_degrees=5.0)
+    augment = augmenter(("cutout", "rotate", "flip", "crop"), crop_padding=1, rotate_degrees=5.0)
     params = augment.draw(images, torch.Generator().manual_seed(9))
     generator = torch.Generator().manual_seed(9)
     expected = {"top": torch.randint(0, 3, (8,), generator=generator),
@@ -209,7 +215,7 @@ def test_the_augmentations_draw_in_the_registry_s_order_one_call_each():
     (("crop",), {}, None),
 ])
 def test_a_fast_path_is_taken_only_when_it_covers_every_active_augmentation(names, settings, path):
-    augment = Augmenter.of(names, **settings)
+    augment = augmenter(names, **settings)
     taken = augment.fast_path(batch(2))
     assert (taken.name if taken else None) == path
 
@@ -217,7 +223,7 @@ def test_a_fast_path_is_taken_only_when_it_covers_every_active_augmentation(name
 @pytest.mark.parametrize("names", [("crop", "flip"), ("jitter", "crop", "flip", "cutout"), ("flip", "cutout")])
 def test_the_fast_paths_and_the_steps_one_by_one_agree(names):
     images = batch(16)
-    augment = Augmenter.of(names, crop_padding=3)
+    augment = augmenter(names, crop_padding=3)
     params = augment.draw(images, torch.Generator().manual_seed(2))
     one_by_one = images
     for step in augment.steps.values():
@@ -242,7 +248,7 @@ def test_colour_jitter_stays_in_range_and_leaves_grey_images_grey(strength, seed
     from cifarlab.augment import grey
 
     images = batch(6)
-    augment = Augmenter.of(("jitter",), jitter_strength=strength)
+    augment = augmenter(("jitter",), jitter_strength=strength)
     out = augment(images, torch.Generator().manual_seed(seed))
     assert out.min() >= 0 and out.max() <= 1
     params = augment.draw(images, torch.Generator().manual_seed(seed))
@@ -257,6 +263,6 @@ def test_colour_jitter_at_strength_zero_changes_nothing_and_brightness_scales():
     from cifarlab.augment import jitter_colours
 
     images = batch(4) * 0.5
-    assert torch.allclose(Augmenter.of(("jitter",), jitter_strength=0.0)(images, torch.Generator()), images)
+    assert torch.allclose(augmenter(("jitter",), jitter_strength=0.0)(images, torch.Generator()), images)
     ones = torch.ones(4)
     assert torch.allclose(jitter_colours(images, ones * 1.5, ones, ones), images * 1.5, atol=1e-6)

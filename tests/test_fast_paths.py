@@ -53,7 +53,7 @@ def test_the_fast_step_matches_a_plain_pytorch_step(channels_last, tolerance):
     cfg = make_config({"augment": "none", "precision": "fp32", "lr": 0.1, "label_smoothing": 0.1,
                        "channels_last": channels_last, "optimizer": "sgd"})
     device = torch.device("cpu")
-    step = make_train_step(fast, augmenter=Augmenter.of(()), optimizer=create_optimizer(fast, cfg, device),
+    step = make_train_step(fast, augmenter=Augmenter(make_config({"augment": "none"})), optimizer=create_optimizer(fast, cfg, device),
                            scaler=make_grad_scaler(device, "fp32"), loss_fn=create_loss("ce", 0.1), cfg=cfg,
                            device=device, precision="fp32", mean=MEAN, std=STD)
     fast.train(), plain.train()
@@ -72,7 +72,7 @@ def test_the_training_loop_reads_the_device_only_every_few_steps(monkeypatch):
     cfg = make_config({"augment": "crop,flip", "precision": "fp32", "progress": False, "epochs": 1})
     device = torch.device("cpu")
     optimizer = create_optimizer(model, cfg, device)
-    step = make_train_step(model, augmenter=Augmenter.of(("crop", "flip"), crop_padding=4), optimizer=optimizer,
+    step = make_train_step(model, augmenter=Augmenter(make_config({"augment": "crop,flip", "crop_padding": 4})), optimizer=optimizer,
                            scaler=make_grad_scaler(device, "fp32"), loss_fn=create_loss("ce"), cfg=cfg,
                            device=device, precision="fp32", mean=(0.5,) * 3, std=(0.25,) * 3,
                            averages=(WeightAverage(model, 0.9), Lookahead(model, 2, 3 * PROGRESS_EVERY)))

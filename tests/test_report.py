@@ -176,7 +176,7 @@ def test_a_wrong_cam_layer_leaves_the_existing_report_alone(trained, capsys):
 def test_tensorboard_logs_every_epoch(tmp_path, quick):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train({**quick, "tensorboard": True, "misclassified": 4})
+    train({**quick, "tensorboard": True, "report": True, "misclassified": 4})
     events = EventAccumulator(str(Path(quick["out"]) / "tensorboard")).Reload()
     assert [e.step for e in events.Scalars("accuracy/test")] == [1, 2]
     assert "report/gradcam" in events.Tags()["images"]

@@ -3,7 +3,7 @@
 import pytest
 
 from cifarlab.explain.report import report_figures
-from cifarlab.rundir import RUN_FILES, clear_run, holds_run, run_files
+from cifarlab.rundir import RUN_FILES, clear_run, holds_run
 
 
 @pytest.mark.parametrize("data", ["new text", b"new bytes"])
@@ -26,12 +26,12 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path
 
 
 def test_every_report_figure_is_a_run_file_that_overwrite_clears(tmp_path):
-    for name in run_files():
+    for name in RUN_FILES:
         (tmp_path / name).write_text("old")
     (tmp_path / "notes.txt").write_text("mine")
     clear_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-    assert {name for name, _ in report_figures()} <= set(run_files())
+    assert {name for name, _ in report_figures()} <= set(RUN_FILES)
 
 
 def test_a_folder_holds_a_run_once_any_file_that_marks_one_is_there(tmp_path):
