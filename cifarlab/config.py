@@ -87,7 +87,7 @@ class TrainConfig:
                              f"in this order: {AUGMENTATIONS.described()}", choices=AUGMENTATIONS.names(),
                              group="augmentation")
     crop_size: int = _setting(32, "size of the random crop", check=_at_least(1), group="augmentation")
-    crop_padding: int = _setting(1, "zero padding on each side before the random crop (the assignment: 4)",
+    crop_padding: int = _setting(1, "padding on each side before the random crop (see crop_pad_mode; the assignment: 4)",
                                  check=_at_least(0), group="augmentation")
     crop_pad_mode: str = _setting("zeros", "what the crop's padding holds: zeros (black), or reflect (the image "
                                   "mirrored at its border)", choices=CROP_PAD_MODES, group="augmentation")
