@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .config import checked
 from .errors import CifarlabError
 from .explain import plots
 from .explain.facts import duration, run_facts
@@ -92,31 +91,19 @@ class Run:
         return self._test
 
     # --- tables ----------------------------------------------------------------------------------
-    def _confusion_counts(self):
-        from .explain.analysis import confusion_matrix
-
-        _, evaluation = self._evaluation()
-        return confusion_matrix(evaluation.labels, evaluation.predictions, len(self.classes))
-
     def confusion(self) -> pd.DataFrame:
         """Test images by true class (rows) and predicted class (columns)."""
-        table = pd.DataFrame(self._confusion_counts(), index=self.classes, columns=self.classes)
+        table = pd.DataFrame(self._report_inputs({}).confusion, index=self.classes, columns=self.classes)
         return table.rename_axis(index="true", columns="predicted")
 
     def per_class(self) -> pd.DataFrame:
         """Test accuracy per class: class, correct, total, accuracy."""
-        from .explain.analysis import per_class_accuracy
-
-        rows = per_class_accuracy(self._confusion_counts())
+        rows = self._report_inputs({}).per_class
         return pd.DataFrame([{"class": self.classes[r["class_index"]], "correct": r["correct"],
                               "total": r["total"], "accuracy": r["accuracy"]} for r in rows])
 
     def _wrong(self, n: int, order: str) -> list[dict]:
-        from .explain.analysis import misclassified
-
-        n, order = checked("misclassified", n), checked("misclassified_order", order)
-        _, evaluation = self._evaluation()
-        return misclassified(evaluation.logits, evaluation.labels, n, order)
+        return self._report_inputs({"misclassified": n, "misclassified_order": order}).wrong
 
     def misclassified(self, n: int = 20, order: str = "index") -> pd.DataFrame:
         """The first `n` wrong test images (order "index", or "confidence": the most confident mistakes
