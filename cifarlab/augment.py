@@ -23,6 +23,9 @@ from .registry import Registry
 
 
 CROP_PAD_MODES = ("zeros", "reflect")
+# Where a CutOut square may fall: its centre anywhere, clipped at the border (DeVries & Taylor 2017), or
+# wholly inside the image, so it always hides size x size pixels (hlb-CIFAR10 and airbench).
+CUTOUT_PLACEMENTS = ("center", "inside")
 
 
 def crop_at(images: torch.Tensor, padding: int, size: int, top: torch.Tensor, left: torch.Tensor,
@@ -250,10 +253,14 @@ class Rotate(Augmentation):
         return rotate_by(images, params["degrees"])
 
 
-@AUGMENTATIONS.register("cutout", help="a black --cutout-size square at a random centre")
+@AUGMENTATIONS.register("cutout", help="a black --cutout-size square at a random place, see --cutout-placement")
 class Cutout(Augmentation):
     def draw(self, sampler, height, width):
-        return {"center_y": sampler.ints(height), "center_x": sampler.ints(width)}
+        if self.cfg.cutout_placement == "center":
+            return {"center_y": sampler.ints(height), "center_x": sampler.ints(width)}
+        size = self.cfg.cutout_size  # inside: the square's top-left corner anywhere it fits
+        return {"center_y": sampler.ints(max(height - size, 0) + 1) + size // 2,
+                "center_x": sampler.ints(max(width - size, 0) + 1) + size // 2}
 
     def apply(self, images, params):
         return cutout_at(images, self.cfg.cutout_size, params["center_y"], params["center_x"])

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .augment import AUGMENTATIONS, CROP_PAD_MODES
+from .augment import AUGMENTATIONS, CROP_PAD_MODES, CUTOUT_PLACEMENTS
 from .errors import ConfigError
 from .explain.gradcam import CAM_METHODS
 from .models import MODELS, NORMS, STAGED_MODELS
@@ -96,6 +96,9 @@ class TrainConfig:
                               "image is seen both ways in any two epochs running)", choices=FLIP_MODES,
                               group="augmentation")
     cutout_size: int = _setting(16, "side of the CutOut square", check=_at_least(1), group="augmentation")
+    cutout_placement: str = _setting("center", "where the CutOut square falls: center (its centre anywhere, "
+                                     "clipped at the border) or inside (wholly inside the image)",
+                                     choices=CUTOUT_PLACEMENTS, group="augmentation")
     rotate_degrees: float = _setting(5.0, "rotation drawn from [-d, d] degrees", check=_between(0, 180),
                                      group="augmentation")
     jitter_strength: float = _setting(0.2, "jitter: brightness, contrast and saturation factors drawn from "
@@ -134,6 +137,9 @@ class TrainConfig:
     weight_decay: float = _setting(5e-4, "weight decay of convolution and linear weights (with --optimizer muon "
                                    "of the linear weights only: the filters keep a fixed norm instead)",
                                    check=_at_least(0))
+    norm_weight_decay: float = _setting(0.0, "weight decay of normalisation scales and shifts and of biases (a "
+                                        "plain torch optimizer decays them as much as the weights)",
+                                        check=_at_least(0))
     norm_lr_scale: float = _setting(32.0, "the lr of normalisation scales and shifts and of biases (the "
                                     "parameters without weight decay) is --lr times this", check=_positive)
     label_smoothing: float = _setting(0.3, "label smoothing of the cross-entropy", check=_between(0, 0.99))
@@ -149,6 +155,8 @@ class TrainConfig:
                               choices=SCHEDULERS.names())
     onecycle_pct_start: float = _setting(0.25, "onecycle: share of steps spent warming up",
                                          check=_between(0.01, 0.99))
+    onecycle_div_factor: float = _setting(25.0, "onecycle: the lr starts at --lr divided by this (torch's "
+                                          "div_factor)", check=_at_least(1))
     onecycle_anneal: str = _setting("linear", "onecycle: shape of the lr's rise and fall, linear (a triangle, as in "
                                     "fast CIFAR-10 schedules) or cos (half cosines, torch's default)",
                                     choices=ONECYCLE_ANNEALS)
@@ -211,8 +219,8 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # The LR range test (`cifarlab lr-find`, cifarlab.lr_find) trains a throwaway copy for lr_find_steps batches at
 # an lr it sweeps itself: the schedule, the length of training, evaluation, the output and the report are not its.
-NOT_IN_LR_FIND = {"lr", "scheduler", "onecycle_pct_start", "onecycle_anneal", "onecycle_momentum_swing", "step_size",
-                  "gamma", "plateau_patience", "epochs", "eval_batch_size", "seeds", "tta", "tta_shift", "ema_decay",
+NOT_IN_LR_FIND = {"lr", "scheduler", "onecycle_pct_start", "onecycle_div_factor", "onecycle_anneal",
+                  "onecycle_momentum_swing", "step_size", "gamma", "plateau_patience", "epochs", "eval_batch_size", "seeds", "tta", "tta_shift", "ema_decay",
                   "lookahead_every", "compile", "sync_bn", "out", "overwrite", "test_every", "tensorboard",
                   *REPORT_SETTINGS, "report"}
 LR_FIND_SETTINGS = tuple(name for name in FIELDS if name not in NOT_IN_LR_FIND)

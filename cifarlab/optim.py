@@ -1,9 +1,10 @@
 """Optimizer and learning-rate schedule factories.
 
-Weight decay applies to the weights of convolutions and linear layers only: decaying the scale and
-shift of normalisation layers or biases only fights the normalisation. Those parameters form a group of
-their own whose lr is `--lr` times `--norm-lr-scale`; each group carries its multiplier as "lr_scale",
-which every schedule and the LR range test honour.
+Weight decay applies to the weights of convolutions and linear layers: decaying the scale and shift of
+normalisation layers or biases only fights the normalisation, so by default they have none. Those
+parameters form a group of their own whose lr is `--lr` times `--norm-lr-scale` and whose weight decay is
+`--norm-weight-decay` (set it to --weight-decay to train as a plain torch optimizer does); each group
+carries its lr multiplier as "lr_scale", which every schedule and the LR range test honour.
 
 `--optimizer muon` adds a third group, the convolution filters, which take Muon's steps (see `MuonSGD`).
 
@@ -37,7 +38,7 @@ def parameter_groups(model: nn.Module, cfg) -> list[dict]:
     decay = [p for p in params if p.ndim > 1 and not (muon and p.ndim == 4)]
     no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0, "lr": cfg.lr},
-              {"params": no_decay, "weight_decay": 0.0, "lr_scale": cfg.norm_lr_scale,
+              {"params": no_decay, "weight_decay": cfg.norm_weight_decay, "lr_scale": cfg.norm_lr_scale,
                "lr": cfg.lr * cfg.norm_lr_scale}]
     if filters:
         groups.append({"params": filters, "weight_decay": 0.0, "lr_scale": cfg.muon_lr_scale,
@@ -250,8 +251,8 @@ def onecycle(optimizer, cfg, total_steps: int) -> Schedule:
     peaks = [cfg.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start, anneal_strategy=cfg.onecycle_anneal,
-        div_factor=25.0, final_div_factor=1e3, cycle_momentum=swing > 0, base_momentum=cfg.momentum - swing,
-        max_momentum=cfg.momentum + swing)
+        div_factor=cfg.onecycle_div_factor, final_div_factor=1e3, cycle_momentum=swing > 0,
+        base_momentum=cfg.momentum - swing, max_momentum=cfg.momentum + swing)
     return Schedule(scheduler, per_batch=True)
 
 

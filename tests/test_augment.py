@@ -65,6 +65,21 @@ def test_cutout_zeroes_exactly_the_square_inside_the_image(cy, cx, size):
     assert torch.equal(out[0][:, ~expected], images[0][:, ~expected])
 
 
+@given(size=st.integers(1, 40), seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_cutout_placed_inside_always_hides_a_whole_square(size, seed):
+    images = batch(64, seed) + 0.01  # no pixel is zero before
+    out = augmenter(("cutout",), cutout_size=size, cutout_placement="inside")(images, torch.Generator().manual_seed(seed))
+    assert ((out == 0).all(1).sum((1, 2)) == min(size, 32) ** 2).all()
+
+
+def test_cutout_placed_inside_reaches_every_corner_it_fits():
+    augment = augmenter(("cutout",), cutout_size=12, cutout_placement="inside")
+    params = augment.draw(batch(2000), torch.Generator().manual_seed(0))
+    for centers in (params["center_y"], params["center_x"]):
+        assert set((centers - 6).tolist()) == set(range(32 - 12 + 1))
+
+
 def test_rotation_by_zero_is_the_identity():
     images = batch()
     assert torch.allclose(rotate_by(images, torch.zeros(len(images))), images, atol=1e-5)

@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from cifarlab import make_config
+from cifarlab.api import resolve_config
 from cifarlab.errors import ConfigError
 from cifarlab.optim import create_optimizer, create_schedule, set_lr
 
@@ -36,6 +39,15 @@ def test_a_schedule_outlived_by_more_steps_holds_its_final_lr():
     lrs, _ = lrs_and_momenta({}, steps=30, schedule_steps=20)
     final = 0.1 / 25 / 1000
     assert lrs[17] > 10 * final and lrs[18:] == pytest.approx([final] * 12)
+
+
+@pytest.mark.parametrize("div_factor", [1.0, 5.0, 25.0])
+def test_onecycle_starts_at_the_peak_divided_by_its_div_factor(div_factor):
+    cfg = make_config({"optimizer": "sgd", "scheduler": "onecycle", "lr": 0.2, "epochs": 2,
+                       "onecycle_div_factor": div_factor})
+    optimizer = create_optimizer(nn.Linear(4, 2), cfg, torch.device("cpu"))
+    create_schedule(optimizer, cfg, steps_per_epoch=10)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.2 / div_factor)
 
 
 @pytest.mark.parametrize("momentum, swing", [(0.9, 0.05), (0.5, 0.2)])
@@ -116,7 +128,67 @@ def test_norm_lr_scale_moves_a_norms_shift_that_many_times_as_far():
     assert weight_4 == pytest.approx(weight_1, rel=1e-5)
 
 
+@pytest.mark.parametrize("norm_weight_decay", [0.0, 0.1])
+def test_norm_weight_decay_shrinks_the_norms_as_sgd_shrinks_decayed_weights(norm_weight_decay):
+    cfg = make_config({"optimizer": "sgd", "scheduler": "none", "lr": 0.5, "momentum": 0, "norm_lr_scale": 2,
+                       "norm_weight_decay": norm_weight_decay})
+    model = norm_net()
+    with torch.no_grad():
+        model[1].weight.fill_(3.0)
+    optimizer = create_optimizer(model, cfg, torch.device("cpu"))
+    model[1].weight.grad = torch.zeros_like(model[1].weight)  # only the decay moves it
+    optimizer.step()
+    assert model[1].weight.detach() == pytest.approx(torch.full_like(model[1].weight, 3.0 * (1 - 1.0 * norm_weight_decay)))
+
+
 def test_the_lr_range_test_sets_each_group_its_scaled_lr():
     optimizer = create_optimizer(norm_net(), make_config({"optimizer": "sgd", "norm_lr_scale": 0.5}), torch.device("cpu"))
     set_lr(optimizer, 0.2)
     assert [group["lr"] for group in optimizer.param_groups] == [0.2, 0.1]
+
+
+ANCHOR = Path(__file__).resolve().parents[1] / "benchmarks" / "airbench_resnet18.yaml"
+
+
+def test_the_anchor_config_states_its_whole_recipe():
+    import yaml
+
+    from cifarlab.config import RECIPE_SETTINGS
+
+    assert set(RECIPE_SETTINGS) <= set(yaml.safe_load(ANCHOR.read_text()))
+
+
+def test_the_anchor_config_takes_the_published_baselines_sgd_steps():
+    """benchmarks/airbench_resnet18.yaml claims its mean-loss lr and weight decay take the same steps as the
+    published script's summed loss with lr 0.2 / batch and weight decay 5e-4 x batch, norms decayed too."""
+    cfg = make_config({**resolve_config(ANCHOR).to_dict(), "scheduler": "none"})
+    torch.manual_seed(0)
+    ours, theirs = norm_net(), norm_net()
+    theirs.load_state_dict(ours.state_dict())
+    optimizer = create_optimizer(ours, cfg, torch.device("cpu"))
+    batch = 8
+    reference = torch.optim.SGD(theirs.parameters(), lr=0.2 / batch, momentum=0.9, nesterov=True,
+                                weight_decay=5e-4 * batch)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        images, labels = torch.randn(batch, 3, 8, 8, generator=generator), torch.randint(0, 2, (batch,), generator=generator)
+        for model, opt, reduction in ((ours, optimizer, "mean"), (theirs, reference, "sum")):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(images), labels, reduction=reduction).backward()
+            opt.step()
+    for mine, published in zip(ours.parameters(), theirs.parameters()):
+        assert torch.allclose(mine, published, rtol=1e-5, atol=1e-7)
+
+
+def test_the_anchor_configs_onecycle_is_the_published_triangle():
+    cfg = make_config({**resolve_config(ANCHOR).to_dict(), "epochs": 2})
+    steps = 100
+    optimizer = create_optimizer(nn.Linear(4, 2), cfg, torch.device("cpu"))
+    schedule = create_schedule(optimizer, cfg, steps_per_epoch=steps // 2)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_batch()
+    triangle = np.interp(np.arange(steps), [0, int(0.2 * steps), steps], [0.2, 1, 0]) * 0.2
+    assert np.abs(np.array(lrs) - triangle).max() <= 0.2 * 0.8 / (0.2 * steps) + 1e-9  # one step of the rise

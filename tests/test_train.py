@@ -260,12 +260,13 @@ def test_the_default_recipe_is_the_one_the_benchmarks_measured():
     assert recipe == {
         "data": "cifar10", "limit_train": None, "val_split": 0, "augment": ["crop", "flip"], "crop_size": 32,
         "crop_padding": 1, "crop_pad_mode": "zeros", "flip_mode": "random", "cutout_size": 16,
-        "rotate_degrees": 5.0, "jitter_strength": 0.2, "model": "resnet18", "first_conv_init": "random",
+        "cutout_placement": "center", "rotate_degrees": 5.0, "jitter_strength": 0.2, "model": "resnet18", "first_conv_init": "random",
         "norm": "batch", "norm_groups": 8, "ghost_splits": 2, "dropout": 0.0, "stages": 4,
         "zero_init_residual": False, "loss": "ce", "optimizer": "muon", "lr": 0.1, "momentum": 0.9,
         "nesterov": True, "muon_lr_scale": 0.2, "muon_momentum": 0.85, "weight_decay": 5e-4,
-        "norm_lr_scale": 32.0, "label_smoothing": 0.3, "ema_decay": 0.0, "lookahead_every": 0,
-        "scheduler": "onecycle", "onecycle_pct_start": 0.25, "onecycle_anneal": "linear",
+        "norm_weight_decay": 0.0, "norm_lr_scale": 32.0, "label_smoothing": 0.3, "ema_decay": 0.0, "lookahead_every": 0,
+        "scheduler": "onecycle", "onecycle_pct_start": 0.25, "onecycle_div_factor": 25.0,
+        "onecycle_anneal": "linear",
         "onecycle_momentum_swing": 0.05, "step_size": 8, "gamma": 0.5, "plateau_patience": 2, "epochs": 8,
         "batch_size": 128, "seed": 0}
 
