@@ -16,9 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from common import machine
+from run_result import run_result
 
-from cifarlab.api import evaluate_run
 from cifarlab.cli import main as cifarlab
 
 
@@ -38,24 +37,10 @@ def main():
                      "--test-every", "1", *extra])
     if code:
         sys.exit(code)
-    rows = [line.split(",") for line in Path(run_dir, "metrics.csv").read_text().splitlines()]
-    header, rows = rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
-    summary = json.loads(Path(run_dir, "summary.json").read_text())
-    print("\nepoch  test accuracy  seconds")
-    for row in rows:
-        print(f"{row['epoch']:>5}  {float(row['test_acc']):>12.2%}  {float(row['epoch_seconds']):>7.0f}")
-    print(f"final model, whole test split: {summary['test_accuracy']:.2%}")
-    with_tta = evaluate_run(run_dir, data_dir=args.data_dir, tta=True)
-    print(f"the same model with flip test-time augmentation (--tta): {with_tta['test_accuracy']:.2%}")
-    with_shift = evaluate_run(run_dir, data_dir=args.data_dir, tta=True, tta_shift=1)
-    print(f"with flips and 1-pixel shifts (--tta --tta-shift 1): {with_shift['test_accuracy']:.2%}")
     out = args.out or f"epochs_to_accuracy_{args.epochs}.json"
-    Path(out).write_text(json.dumps({"benchmark": "epochs_to_accuracy", "epochs": args.epochs,
-                                     "data_dir": args.data_dir,
-                                     "per_epoch": rows, "summary": summary,
-                                     "test_accuracy_tta": with_tta["test_accuracy"],
-                                     "test_accuracy_tta_shift1": with_shift["test_accuracy"], "extra_flags": extra,
-                                     "machine": machine()}, indent=2) + "\n")
+    result = {"benchmark": "epochs_to_accuracy", "epochs": args.epochs, **run_result(run_dir, args.data_dir),
+              "extra_flags": extra}
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

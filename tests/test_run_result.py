@@ -1,0 +1,26 @@
+"""benchmarks/run_result.py: a finished run recorded as a result, the best epoch kept apart as what it is."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from run_result import run_result  # noqa: E402
+
+from cifarlab import evaluate_run, train  # noqa: E402
+
+
+def test_a_run_is_recorded_with_its_recipe_the_final_model_and_the_best_epoch_labelled(quick, capsys):
+    result = train(**{**quick, "epochs": 3, "test_every": 1})
+    recorded = run_result(quick["out"], quick["data_dir"])
+    history = result.history
+    assert recorded["summary"]["config"]["epochs"] == 3 and recorded["summary"]["config"]["model"] == "compact"
+    assert recorded["summary"]["test_accuracy"] == result.summary["test_accuracy"]
+    assert recorded["best_epoch_test_accuracy_chosen_on_test"] == pytest.approx(history["test_acc"].max())
+    assert history["test_acc"].iloc[recorded["best_epoch"] - 1] == pytest.approx(history["test_acc"].max())
+    assert recorded["test_accuracy_tta"] == evaluate_run(quick["out"], data_dir=quick["data_dir"],
+                                                         tta=True)["test_accuracy"]
+    assert recorded["train_seconds"] == pytest.approx(history["epoch_seconds"].sum(), rel=1e-4)
+    assert "chosen on it, not a result" in capsys.readouterr().out
