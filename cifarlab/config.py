@@ -141,7 +141,7 @@ class TrainConfig:
                                         "plain torch optimizer decays them as much as the weights)",
                                         check=_at_least(0))
     norm_lr_scale: float = _setting(32.0, "the lr of normalisation scales and shifts and of biases (the "
-                                    "parameters without weight decay) is --lr times this", check=_positive)
+                                    "parameters of --norm-weight-decay) is --lr times this", check=_positive)
     label_smoothing: float = _setting(0.3, "label smoothing of the cross-entropy", check=_between(0, 0.99))
     ema_decay: float = _setting(0.0, "keep an exponential moving average of the weights (and BatchNorm "
                                 "statistics) over about 1 / (1 - decay) steps, e.g. 0.99, and evaluate, save and "
@@ -220,9 +220,9 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # The LR range test (`cifarlab lr-find`, cifarlab.lr_find) trains a throwaway copy for lr_find_steps batches at
 # an lr it sweeps itself: the schedule, the length of training, evaluation, the output and the report are not its.
 NOT_IN_LR_FIND = {"lr", "scheduler", "onecycle_pct_start", "onecycle_div_factor", "onecycle_anneal",
-                  "onecycle_momentum_swing", "step_size", "gamma", "plateau_patience", "epochs", "eval_batch_size", "seeds", "tta", "tta_shift", "ema_decay",
-                  "lookahead_every", "compile", "sync_bn", "out", "overwrite", "test_every", "tensorboard",
-                  *REPORT_SETTINGS, "report"}
+                  "onecycle_momentum_swing", "step_size", "gamma", "plateau_patience", "epochs", "eval_batch_size",
+                  "seeds", "tta", "tta_shift", "ema_decay", "lookahead_every", "compile", "sync_bn", "out", "overwrite",
+                  "test_every", "tensorboard", *REPORT_SETTINGS, "report"}
 LR_FIND_SETTINGS = tuple(name for name in FIELDS if name not in NOT_IN_LR_FIND)
 # Settings that never change what a model learns (how a run is shown, measured and stored, and the machine's
 # numerics), and lr_find_steps, which matters only with --lr auto. Every other setting is part of the recipe:
