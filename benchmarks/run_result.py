@@ -4,7 +4,7 @@ as what it is) the best epoch's test accuracy, a number chosen on the test split
 
     python benchmarks/run_result.py RUN_DIR --data-dir ./data --out benchmarks/results/NAME.json
 
-The assignment configs' rows in docs/assignments.md come from this script, after
+An assignment config's run is recorded this way, after
 `cifarlab train --config configs/NAME.yaml --data-dir ./data --out RUN_DIR`.
 """
 
