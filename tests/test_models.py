@@ -14,10 +14,11 @@ def test_resnets_have_kuangliu_parameter_counts(name, params):
     assert count_parameters(create_model(name)) == params
 
 
-def test_compact_is_under_100k_parameters_and_sees_most_of_the_image():
-    model = create_model("compact")
+@pytest.mark.parametrize("name, field", [("compact", 63), ("compact_res", 49)])
+def test_compact_networks_are_under_100k_parameters_and_see_the_whole_image(name, field):
+    model = create_model(name)
     assert count_parameters(model) < 100_000
-    assert receptive_field() >= 32
+    assert receptive_field(model) == field >= 32
 
 
 @pytest.mark.parametrize("name", ["resnet18", "compact"])

@@ -51,9 +51,10 @@ def test_zero_init_residual_makes_every_block_start_as_its_shortcut(norm):
     assert not torch.allclose(plain.layer1[0](x), torch.relu(x))
 
 
+@pytest.mark.parametrize("name", ["compact", "compact_res"])
 @pytest.mark.parametrize("norm", ["batch", "layer", "group", "ghost"])
-def test_compact_is_under_100k_parameters_under_every_norm(norm):
-    assert count_parameters(create_model("compact", norm=norm, dropout=0.1)) < 100_000
+def test_compact_networks_are_under_100k_parameters_under_every_norm(name, norm):
+    assert count_parameters(create_model(name, norm=norm, dropout=0.1)) < 100_000
 
 
 def test_ghost_batchnorm_with_one_split_is_batchnorm():

@@ -17,6 +17,7 @@ MODELS = Registry("model")
 MODELS.register("resnet18", resnet.resnet18, help="kuangliu's ResNet18, 11.2M parameters", staged=True)
 MODELS.register("resnet34", resnet.resnet34, help="kuangliu's ResNet34, 21.3M parameters", staged=True)
 MODELS.register("compact", compact.compact, help="under 100k parameters", cam_layer="features")
+MODELS.register("compact_res", compact.compact_res, help="under 100k parameters, with shortcuts", cam_layer="features")
 
 STAGED_MODELS = MODELS.names(lambda info: info.get("staged", False))
 
