@@ -200,6 +200,9 @@ def test_configs_cover_the_six_assignments():
     ghost = settings_["resnet18_ghostbn_dropout_steplr"]
     assert (ghost.norm, ghost.ghost_splits, ghost.dropout, ghost.lr, ghost.step_size, ghost.gamma,
             ghost.batch_size, ghost.epochs) == ("ghost", 2, 0.1, 0.016, 2, 0.92, 128, 30)
+    small = settings_["compact_under_100k"]  # the assignment: RandomCrop(32, padding 4), CutOut 16x16
+    assert {"crop", "cutout"} <= set(small.augment) and (small.crop_padding, small.cutout_size) == (4, 16)
+    assert small.epochs <= 40 and count_parameters(create_model(small.model)) < 100_000
 
 
 def test_saved_variants_rebuild_and_evaluate_exactly(quick):
