@@ -38,8 +38,9 @@ LAYERS = [
 
 
 def receptive_field(model: nn.Module) -> int:
-    """Receptive field in input pixels of the last convolution of a network whose convolutions run one
-    after another (shortcuts are identities or 1x1, so the longest path passes every convolution)."""
+    """Receptive field in input pixels of the last convolution of a network whose convolutions all lie on
+    one path, in the order they are declared (shortcuts are identities, with no convolution of their own:
+    true of both compact networks, not of a ResNet's strided 1x1 shortcuts)."""
     field, jump = 1, 1
     for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
         field += (conv.kernel_size[0] - 1) * conv.dilation[0] * jump
