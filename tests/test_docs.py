@@ -66,3 +66,28 @@ def test_python_blocks_run_on_tiny_data(page, tmp_path, monkeypatch):
     for block in blocks(page, "python"):
         exec(compile(block, f"{page.name} block", "exec"), namespace)
     assert isinstance(namespace.get("run"), cifarlab.Run)
+
+
+def test_the_assignments_page_has_a_row_per_config_with_the_numbers_of_its_record():
+    """A measured row cites the JSON benchmarks/run_result.py wrote; its numbers must be that JSON's."""
+    import json
+
+    from cifarlab.api import resolve_config
+    from cifarlab.config import RECIPE_SETTINGS
+
+    page = ROOT / "docs" / "assignments.md"
+    rows = {m[1]: line for line in page.read_text(encoding="utf-8").splitlines()
+            if (m := re.match(r"\| `(\w+)\.yaml` \|", line))}
+    assert set(rows) == {path.stem for path in (ROOT / "configs").glob("*.yaml")}
+    for name, line in rows.items():
+        for record in re.findall(r"\]\(([^)]+\.json)\)", line):
+            result = json.loads((page.parent / record).read_text())
+            stated = resolve_config(ROOT / "configs" / f"{name}.yaml")
+            recorded = result["summary"]["config"]
+            assert {key: recorded[key] for key in RECIPE_SETTINGS} == \
+                {key: getattr(stated, key) for key in RECIPE_SETTINGS}, f"{record} is not a run of {name}"
+            cells = [cell.strip() for cell in line.split("|")]
+            assert cells[4] == f"{result['summary']['test_accuracy']:.2%}", name
+            assert cells[5] == f"{result['test_accuracy_tta']:.2%}", name
+            assert cells[6].startswith(f"{result['best_epoch_test_accuracy_chosen_on_test']:.2%} at epoch "
+                                       f"{result['best_epoch']}"), name
