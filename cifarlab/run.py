@@ -230,7 +230,8 @@ class Run:
     def __repr__(self) -> str:
         s = self.summary
         val = f"; validation {s['val_accuracy']:.2%}" if s.get("val_accuracy") is not None else ""
-        return (f"Run({str(self.run_dir)!r})\n  {s.get('model')} on {s.get('data')}, {s.get('epochs')} epochs\n"
+        epochs = f"{s.get('epochs')} epoch" + ("" if s.get("epochs") == 1 else "s")
+        return (f"Run({str(self.run_dir)!r})\n  {s.get('model')} on {s.get('data')}, {epochs}\n"
                 f"  test accuracy {s['test_accuracy']:.2%} (final model, {s.get('test_images')} test images){val}\n"
                 f"  trained in {duration(s.get('train_seconds', 0))} on {s.get('device')}, {s.get('precision')}")
 

@@ -148,6 +148,7 @@ def test_model_summary_is_the_layer_table_and_train_does_not_print_it(tmp_path, 
     out = capsys.readouterr().out
     assert "Mult-Adds" not in out and "epoch 1/1" in out
     assert "Mult-Adds" in run.model_summary() and repr(run.model_summary()) == str(run.model_summary())
+    assert "compact on cifar10, 1 epoch\n" in repr(run)
 
 
 def test_predict_takes_paths_pil_images_arrays_and_tensors_of_any_size(trained, tmp_path):
