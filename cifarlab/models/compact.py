@@ -10,8 +10,9 @@ receptive field from its convolutions.
 import torch.nn as nn
 
 
-def conv_bn(in_ch, out_ch, *, stride=1, dilation=1, separable=True, norm_layer=nn.BatchNorm2d, dropout=0.0):
-    """3x3 convolution (depthwise + pointwise when `separable`), normalisation, ReLU."""
+def conv_bn(in_ch, out_ch, *, stride=1, dilation=1, separable=True, norm_layer=nn.BatchNorm2d, dropout=0.0,
+            relu=True):
+    """3x3 convolution (depthwise + pointwise when `separable`), normalisation, ReLU (unless `relu` is off)."""
     padding = dilation
     if separable:
         conv = [nn.Conv2d(in_ch, in_ch, 3, stride, padding, dilation, groups=in_ch, bias=False),
@@ -19,7 +20,7 @@ def conv_bn(in_ch, out_ch, *, stride=1, dilation=1, separable=True, norm_layer=n
     else:
         conv = [nn.Conv2d(in_ch, out_ch, 3, stride, padding, dilation, bias=False)]
     drop = [nn.Dropout(dropout)] if dropout > 0 else []
-    return nn.Sequential(*conv, norm_layer(out_ch), *drop, nn.ReLU(inplace=True))
+    return nn.Sequential(*conv, norm_layer(out_ch), *drop, *([nn.ReLU(inplace=True)] if relu else []))
 
 
 # (out channels, stride, dilation, separable) for each 3x3 layer, in order.
@@ -74,7 +75,7 @@ class SeparableBlock(nn.Module):
     def __init__(self, channels, dilation=1, norm_layer=nn.BatchNorm2d, dropout=0.0):
         super().__init__()
         self.first = conv_bn(channels, channels, dilation=dilation, norm_layer=norm_layer, dropout=dropout)
-        self.second = nn.Sequential(*list(conv_bn(channels, channels, norm_layer=norm_layer))[:-1])
+        self.second = conv_bn(channels, channels, norm_layer=norm_layer, relu=False)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
