@@ -91,3 +91,28 @@ def test_the_assignments_page_has_a_row_per_config_with_the_numbers_of_its_recor
             assert cells[5] == f"{result['test_accuracy_tta']:.2%}", name
             assert cells[6].startswith(f"{result['best_epoch_test_accuracy_chosen_on_test']:.2%} at epoch "
                                        f"{result['best_epoch']}"), name
+
+
+def test_the_example_notebook_trains_the_recipe_of_its_config():
+    """The notebook spells the LayerNorm assignment's settings out; unspelled ones follow the defaults, which
+    move as the default recipe improves. Both must stay the recipe of configs/resnet18_layernorm_3stage_plateau.yaml."""
+    import ast
+    import json
+
+    from cifarlab.api import resolve_config
+    from cifarlab.config import RECIPE_SETTINGS
+
+    cells = [cell["source"] for cell in json.loads((ROOT / "examples" / "layernorm_assignment.ipynb").read_text())["cells"]
+             if cell["cell_type"] == "code"]
+    cells = ["".join(source) if isinstance(source, list) else source for source in cells]
+    parameters = {}
+    exec(cells[0].replace("import cifarlab", ""), parameters)
+    call = next(node for node in ast.walk(ast.parse(next(c for c in cells if "cifarlab.train(" in c)))
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "cifarlab.train")
+    settings = {kw.arg: eval(compile(ast.Expression(kw.value), "notebook", "eval"), parameters)
+                for kw in call.keywords if kw.arg is not None}
+    notebook = resolve_config(None, **settings)
+    config = resolve_config(ROOT / "configs" / "resnet18_layernorm_3stage_plateau.yaml")
+    differ = {key: (getattr(notebook, key), getattr(config, key)) for key in RECIPE_SETTINGS
+              if getattr(notebook, key) != getattr(config, key)}
+    assert not differ, f"notebook vs config: {differ}"
