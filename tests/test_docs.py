@@ -97,14 +97,14 @@ def test_the_example_notebook_trains_the_recipe_of_its_config():
     """The notebook spells the LayerNorm assignment's settings out; unspelled ones follow the defaults, which
     move as the default recipe improves. Both must stay the recipe of configs/resnet18_layernorm_3stage_plateau.yaml."""
     import ast
-    import json
+
+    import nbformat
 
     from cifarlab.api import resolve_config
     from cifarlab.config import RECIPE_SETTINGS
 
-    cells = [cell["source"] for cell in json.loads((ROOT / "examples" / "layernorm_assignment.ipynb").read_text())["cells"]
-             if cell["cell_type"] == "code"]
-    cells = ["".join(source) if isinstance(source, list) else source for source in cells]
+    notebook_cells = nbformat.read(ROOT / "examples" / "layernorm_assignment.ipynb", as_version=4).cells
+    cells = [cell.source for cell in notebook_cells if cell.cell_type == "code"]
     parameters = {}
     exec(cells[0].replace("import cifarlab", ""), parameters)
     call = next(node for node in ast.walk(ast.parse(next(c for c in cells if "cifarlab.train(" in c)))
