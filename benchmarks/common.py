@@ -40,11 +40,12 @@ def timed(fn, steps: int) -> float:
 
 
 def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict,
-              min_seconds: float = 0.0) -> dict:
+              min_seconds: float = 0.0, unit: str = "img/s") -> dict:
     """Run the contenders in turn, window after window (the first, warm-up, window is dropped), and
     return the median images per second of each. With `min_seconds`, a contender's windows take as
     many steps as fill that long at its warm-up speed: a fast contender then is not timed over a few
-    milliseconds, during which a slower one's background workers may still be busy."""
+    milliseconds, during which a slower one's background workers may still be busy. `unit` names what a
+    step's count counts, per second, in the lines printed."""
     rates = {name: [] for name in contenders}
     steps_of = dict.fromkeys(contenders, steps)
     for window in range(windows + 1):
@@ -56,7 +57,7 @@ def alternate(contenders: dict, steps: int, windows: int, images_per_step: dict,
             else:
                 rates[name].append(rate)
             print(f"  window {window}{' (warm-up)' if window == 0 else ''}: {name:<28} "
-                  f"{rate:9.1f} img/s", flush=True)
+                  f"{rate:9.1f} {unit}", flush=True)
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
