@@ -240,9 +240,8 @@ def test_bf16_is_auto_only_where_the_cpu_runs_it_and_noted_where_it_is_emulated(
 # model and the tiny data, as it trained before augmentations, norms, optimizers and schedules became
 # registries. The tolerance leaves room for the CPU's own rounding (another instruction set's kernels, Muon's
 # orthogonalisation through the Gram matrix or its eigenvalues, another thread count), which moved these by
-# 2e-4 at most; a crop padding of 2
-# or alternating flips moved them by 3e-3 to 2e-2. (The test losses are left out: on 100 images after 8 steps
-# they swing by 1e-3 with rounding alone.)
+# 2e-4 at most; a crop padding of 2 or alternating flips moved them by 3e-3 to 2e-2. (The test losses are
+# left out: on 100 images after 8 steps they swing by 1e-3 with rounding alone.)
 PINNED_DEFAULT_TRAIN_LOSSES = [2.3231927490234376, 2.0502029418945313]
 
 
