@@ -57,8 +57,8 @@ def main():
     updates = [u.float() for u in filter_updates(0)]
     routes = {f"cifarlab (eigenvalues, {str(ours_dtype)[6:]})": (ours_dtype, True),
               f"torch's iteration ({str(torch_dtype)[6:]})": (torch_dtype, False)}
-    contenders = {name: (lambda dtype=dtype, spectral=spectral:
-                         [orthogonalise(u, dtype, spectral) for u in updates]) for name, (dtype, spectral) in routes.items()}
+    contenders = {name: (lambda dtype=dtype, spectral=spectral: [orthogonalise(u, dtype, spectral) for u in updates])
+                  for name, (dtype, spectral) in routes.items()}
     rates = alternate(contenders, args.steps, args.windows, dict.fromkeys(contenders, 1), unit="sets/s")
     errors = {name: {"random": largest_error(filter_updates(0), *route),
                      "five_decades": largest_error(filter_updates(5), *route)} for name, route in routes.items()}

@@ -120,9 +120,9 @@ def newton_schulz_spectral(x: torch.Tensor, steps: int) -> torch.Tensor:
     number at a time (in fp64). One eigendecomposition of the small, symmetric G and two products with the
     long side replace ten such products. On a 2-core CPU, in fp32, ResNet18's 20 filters take a quarter
     less time than torch's iteration in bf16 and land 5e-5 from the exact polynomial where it lands 2e-2
-    (benchmarks/muon_orthogonalise.py). On a GPU the eigendecomposition is the slow part, so GPUs keep
-    torch's iteration. A non-finite update gives NaN, which the training loop reports as
-    divergence, rather than a failed eigendecomposition."""
+    (benchmarks/muon_orthogonalise.py). On a GPU an eigendecomposition is slow beside matrix products and
+    waits on the host, so GPUs keep torch's iteration. A non-finite update gives NaN, which the training
+    loop reports as divergence, rather than a failed eigendecomposition."""
     a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     gram = (x @ x.T).to(torch.promote_types(x.dtype, torch.float32))  # eigh takes no bf16
     finite = torch.isfinite(gram).all()  # kept on the device: the training loop reads it only every few steps
@@ -146,7 +146,8 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def orthogonalise(update: torch.Tensor, dtype: torch.dtype = torch.bfloat16, spectral: bool | None = None) -> torch.Tensor:
+def orthogonalise(update: torch.Tensor, dtype: torch.dtype = torch.bfloat16,
+                  spectral: bool | None = None) -> torch.Tensor:
     """Muon's direction for a filter's update: the filter read as one row per output channel, made
     orthogonal by the Newton-Schulz iteration in `dtype`, in the filter's shape and dtype. Each filter goes
     on its own: stacking those of one shape into a batched product was no faster on a CPU (benchmarks/)."""
