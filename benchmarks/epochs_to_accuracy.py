@@ -21,6 +21,16 @@ from run_result import run_result
 from cifarlab.cli import main as cifarlab
 
 
+def without_config(flags: list[str]) -> list[str]:
+    """The flags less `--config FILE`, which `cifarlab train --resume` refuses."""
+    kept = []
+    for index, flag in enumerate(flags):
+        if flag == "--config" or flag.startswith("--config=") or (index and flags[index - 1] == "--config"):
+            continue
+        kept.append(flag)
+    return kept
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, required=True)
@@ -33,8 +43,9 @@ def main():
     extra = [e for e in extra if e != "--"]  # the flags passed on to cifarlab train
     run_dir = args.run_dir or f"runs/epochs-{args.epochs}"
     start = ["--resume", run_dir] if args.resume else ["--out", run_dir, "--overwrite"]
+    passed = without_config(extra) if args.resume else extra  # a resumed run reads its config.yaml
     code = cifarlab(["train", *start, "--epochs", str(args.epochs), "--data-dir", args.data_dir,
-                     "--test-every", "1", *extra])
+                     "--test-every", "1", *passed])
     if code:
         sys.exit(code)
     out = args.out or f"epochs_to_accuracy_{args.epochs}.json"
