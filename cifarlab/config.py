@@ -178,8 +178,8 @@ class TrainConfig:
     tta: bool = _setting(False, "evaluate with flip test-time augmentation (average of the image and its "
                          "mirror)")
     tta_shift: int = _setting(0, "with --tta, also average the image moved N pixels down-right and up-left "
-                              "(black borders, as the training crop pads), each mirrored too: 6 views; 0: flip "
-                              "only", check=_between(0, 8))
+                              "(the uncovered border filled as --crop-pad-mode fills the training crop's), each mirrored "
+                              "too: 6 views; 0: flip only", check=_between(0, 8))
     # machine
     device: str = _setting("auto", "where to train", choices=DEVICES, group="machine")
     precision: str = _setting("auto", "auto: bf16 where the device runs it fast, fp16 on other CUDA "

@@ -33,8 +33,8 @@ class Evaluation:
 def tta_views(tta: bool, shift: int = 0) -> list[tuple[int, bool]]:
     """The views test-time augmentation averages, as (offset, mirrored): the image itself; with `tta`
     its mirror; with a `shift` also the image moved `shift` pixels down-right (offset 0) and up-left
-    (offset 2 x shift), each also mirrored. Offsets index the image zero-padded by `shift` on each
-    side, the way the training crop pads, so the moved views look like training crops."""
+    (offset 2 x shift), each also mirrored. Offsets index the image padded by `shift` on each side the
+    way the training crop pads (view_of's pad_mode), so the moved views look like training crops."""
     views = [(shift, False)]
     if tta:
         views.append((shift, True))
@@ -43,18 +43,19 @@ def tta_views(tta: bool, shift: int = 0) -> list[tuple[int, bool]]:
     return views
 
 
-def view_of(images: torch.Tensor, shift: int, offset: int, mirrored: bool) -> torch.Tensor:
-    """One test-time view of a batch (see tta_views); the batch itself for the plain view."""
+def view_of(images: torch.Tensor, shift: int, offset: int, mirrored: bool, pad_mode: str = "zeros") -> torch.Tensor:
+    """One test-time view of a batch (see tta_views); the batch itself for the plain view. `pad_mode`: what a
+    moved view's uncovered border holds, as the run's crop_pad_mode."""
     if offset == shift and not mirrored:
         return images
     n, size = len(images), images.shape[-1]
     at = torch.full((n,), offset, device=images.device)
-    return crop_at(images, shift, size, at, at, torch.full((n,), mirrored, device=images.device))
+    return crop_at(images, shift, size, at, at, torch.full((n,), mirrored, device=images.device), pad_mode)
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precision="fp32",
-                   batch_size=1000, channels_last=True, tta=False, tta_shift=0,
+                   batch_size=1000, channels_last=True, tta=False, tta_shift=0, pad_mode="zeros",
                    context: Context = SINGLE) -> torch.Tensor:
     """Logits for every image of the split, in order (float32, on the CPU); under test-time augmentation
     the mean of the views' logits (no choice is made among them). Under torchrun each process predicts
@@ -65,7 +66,7 @@ def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precisi
         mine = split.subset(torch.arange(context.rank, len(split), context.world, device=split.labels.device))
         local = predict_logits(model, mine, mean=mean, std=std, device=device, precision=precision,
                                batch_size=batch_size, channels_last=channels_last, tta=tta,
-                               tta_shift=tta_shift).to(device)
+                               tta_shift=tta_shift, pad_mode=pad_mode).to(device)
         model.train(was_training)
         return gather_in_order(local, len(split), context).cpu()
     loader = DeviceLoader(split, batch_size, shuffle=False, device=device)
@@ -74,7 +75,8 @@ def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precisi
     for images, _ in loader.batches():
         logits = 0
         for offset, mirrored in views:
-            inputs = to_model_input(view_of(images, tta_shift, offset, mirrored), mean, std, channels_last)
+            inputs = to_model_input(view_of(images, tta_shift, offset, mirrored, pad_mode), mean, std,
+                                    channels_last)
             with autocast(device, precision):
                 logits = logits + model(inputs).float()
         outputs.append(logits / len(views))
@@ -83,12 +85,12 @@ def predict_logits(model: nn.Module, split: Split, *, mean, std, device, precisi
 
 
 def evaluate(model: nn.Module, split: Split, *, mean, std, device, precision="fp32", batch_size=1000,
-             channels_last=True, label_smoothing=0.0, tta=False, tta_shift=0,
+             channels_last=True, label_smoothing=0.0, tta=False, tta_shift=0, pad_mode="zeros",
              context: Context = SINGLE) -> Evaluation:
     """Loss (the training criterion) and accuracy of the model over the whole split."""
     logits = predict_logits(model, split, mean=mean, std=std, device=device, precision=precision,
                             batch_size=batch_size, channels_last=channels_last, tta=tta, tta_shift=tta_shift,
-                            context=context)
+                            pad_mode=pad_mode, context=context)
     labels = split.labels.cpu()
     loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing).item()
     accuracy = (logits.argmax(1) == labels).double().mean().item()

@@ -98,7 +98,7 @@ def evaluate_test(run: SavedRun, split: Split) -> Evaluation:
     return evaluate(run.model, split, mean=run.info["mean"], std=run.info["std"], device=run.device,
                     precision=run.precision, batch_size=run.cfg.eval_batch_size,
                     channels_last=bool(run.info.get("channels_last")), label_smoothing=run.cfg.label_smoothing,
-                    tta=run.cfg.tta, tta_shift=run.cfg.tta_shift)
+                    tta=run.cfg.tta, tta_shift=run.cfg.tta_shift, pad_mode=run.cfg.crop_pad_mode)
 
 
 def evaluate_saved(run: SavedRun) -> dict:

@@ -440,7 +440,8 @@ def setup(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, de
         test_split=splits.test.to(device), info=model_info(cfg, splits), state=state,
         judge=dict(mean=splits.mean, std=splits.std, device=device, precision=precision,
                    batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last,
-                   label_smoothing=cfg.label_smoothing, tta=cfg.tta, tta_shift=cfg.tta_shift, context=context))
+                   label_smoothing=cfg.label_smoothing, tta=cfg.tta, tta_shift=cfg.tta_shift,
+                   pad_mode=cfg.crop_pad_mode, context=context))
     if cfg.tensorboard and context.main:
         from .explain.tensorboard import TensorBoardLog
 

@@ -4,6 +4,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2 as T
@@ -130,6 +131,20 @@ def test_shifted_tta_views_are_the_images_moved_diagonally_with_black_borders(sh
     assert torch.equal(view_of(images, shift, 2 * shift, False), up_left)
     assert torch.equal(view_of(images, shift, 0, True), down_right.flip(3))
     assert torch.equal(view_of(images, shift, 2 * shift, True), up_left.flip(3))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shift=st.integers(1, 8), n=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_shifted_tta_views_of_a_reflect_padded_run_mirror_the_image_into_the_border(shift, n, seed):
+    """A run trained on reflect-padded crops sees its moved test views padded the same way."""
+    images = tiny_split(n, seed).images
+    h, w = images.shape[-2:]
+    mirrored = torch.from_numpy(np.pad(images.numpy(), [(0, 0), (0, 0), (shift, shift), (shift, shift)],
+                                       mode="reflect"))
+    down_right, up_left = mirrored[..., :h, :w], mirrored[..., 2 * shift:, 2 * shift:]
+    assert torch.equal(view_of(images, shift, 0, False, "reflect"), down_right)
+    assert torch.equal(view_of(images, shift, 2 * shift, True, "reflect"), up_left.flip(3))
+    assert torch.equal(view_of(images, shift, shift, False, "reflect"), images)
 
 
 def test_tta_views_without_tta_or_shift():
