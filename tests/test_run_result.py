@@ -25,3 +25,33 @@ def test_a_run_is_recorded_with_its_recipe_the_final_model_and_the_best_epoch_la
     assert recorded["seconds_with_evaluation"] == pytest.approx(history["epoch_seconds"].sum(), rel=1e-4)
     assert recorded["seconds_with_evaluation"] > recorded["summary"]["train_seconds"]
     assert "chosen on it, not a result" in capsys.readouterr().out
+
+
+def test_validation_runs_are_recorded_side_by_side_without_a_test_number(quick, tmp_path, capsys):
+    import json
+
+    from validation_runs import main as record_validation_runs
+
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    train(**{**quick, "val_split": 100, "test_every": 1, "out": first})
+    train(**{**quick, "val_split": 100, "test_every": 1, "out": second, "label_smoothing": 0.1})
+    out = tmp_path / "choice.json"
+    sys.argv = ["validation_runs.py", first, second, "--out", str(out)]
+    record_validation_runs()
+    text = out.read_text()
+    assert "test_acc" not in text and "test_loss" not in text
+    runs = json.loads(text)["runs"]
+    assert runs["first"]["differs_from_first"] == {}
+    assert runs["second"]["differs_from_first"] == {"label_smoothing": 0.1}
+    epochs = runs["second"]["per_epoch"]
+    assert len(epochs) == quick["epochs"]
+    assert float(epochs[-1]["val_acc"]) == pytest.approx(runs["second"]["final_val_accuracy"], abs=1e-5)
+    assert "second" in capsys.readouterr().out
+
+
+def test_a_run_without_a_validation_split_is_refused_for_choosing(quick):
+    from validation_runs import validation_record
+
+    train(**quick)
+    with pytest.raises(SystemExit, match="no validation split"):
+        validation_record(quick["out"])
