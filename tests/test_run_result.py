@@ -29,6 +29,7 @@ def test_a_run_is_recorded_with_its_recipe_the_final_model_and_the_best_epoch_la
 
 def test_validation_runs_are_recorded_side_by_side_without_a_test_number(quick, tmp_path, capsys):
     import json
+    import shutil
 
     from validation_runs import main as record_validation_runs
 
@@ -36,11 +37,17 @@ def test_validation_runs_are_recorded_side_by_side_without_a_test_number(quick, 
     train(**{**quick, "val_split": 100, "test_every": 1, "out": first})
     train(**{**quick, "val_split": 100, "test_every": 1, "out": second, "label_smoothing": 0.1})
     out = tmp_path / "choice.json"
-    sys.argv = ["validation_runs.py", first, second, "--out", str(out)]
+    sys.argv = ["validation_runs.py", first, "--out", str(out)]
+    record_validation_runs()
+    first_alone = json.loads(out.read_text())["runs"]["first"]
+    shutil.rmtree(first)  # a run recorded earlier need not be on disk any more
+    sys.argv = ["validation_runs.py", second, "--add-to", str(out)]
     record_validation_runs()
     text = out.read_text()
     assert "test_acc" not in text and "test_loss" not in text
     runs = json.loads(text)["runs"]
+    assert list(runs) == ["first", "second"] and runs["first"] == first_alone
+    assert all(run["machine"]["threads"] >= 1 for run in runs.values())
     assert runs["first"]["differs_from_first"] == {}
     assert runs["second"]["differs_from_first"] == {"label_smoothing": 0.1}
     epochs = runs["second"]["per_epoch"]
@@ -49,9 +56,15 @@ def test_validation_runs_are_recorded_side_by_side_without_a_test_number(quick, 
     assert "second" in capsys.readouterr().out
 
 
-def test_a_run_without_a_validation_split_is_refused_for_choosing(quick):
+def test_a_run_without_a_validation_split_is_refused_for_choosing(quick, tmp_path):
+    from validation_runs import main as record_validation_runs
     from validation_runs import validation_record
 
     train(**quick)
     with pytest.raises(SystemExit, match="no validation split"):
         validation_record(quick["out"])
+    not_a_record = tmp_path / "other.json"
+    not_a_record.write_text('{"benchmark": "train_throughput"}')
+    sys.argv = ["validation_runs.py", quick["out"], "--add-to", str(not_a_record)]
+    with pytest.raises(SystemExit, match="not a record"):
+        record_validation_runs()
