@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import FIELDS, LR_FIND_SETTINGS, REPORT_SETTINGS, default_of, field_kind
+from .config import FIELDS, LR_FIND_SETTINGS, REPORT_SETTINGS, default_of, default_text, field_kind
 from .errors import CifarlabError
 
 
@@ -21,10 +21,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names=tuple(FIELDS)) -> N
         choices = f.metadata.get("choices")
         if choices and not all(f"{choice} (" in help_text for choice in map(str, choices)):
             help_text += f" ({'|'.join(map(str, choices))})"  # unless the help already describes each
-        default = default_of(name)
-        if default not in (None, []) and field_kind(f) != "bool":
-            default = ",".join(map(str, default)) if isinstance(default, list) else default
-            help_text += f" [default: {default}]"
+        if default_of(name) not in (None, []) and field_kind(f) != "bool":
+            help_text += f" [default: {default_text(name)}]"
         if field_kind(f) == "bool":
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                help=help_text + f" [default: {'on' if f.default else 'off'}]")

@@ -95,7 +95,7 @@ def test_train_help_shows_each_default_as_a_user_would_type_it():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     helps = {a.dest: " ".join(a.help.split()) for a in train._actions if a.dest in FIELDS}
     defaults = TrainConfig()
-    assert "[default: crop,flip]" in helps["augment"] and defaults.augment == ["crop", "flip"]
+    assert "[default: crop,flip" in helps["augment"] and defaults.augment == ["crop", "flip"]
     assert f"[default: {defaults.lr}]" in helps["lr"]
     assert not any("MISSING" in text or "object at 0x" in text for text in helps.values())
 
@@ -127,3 +127,52 @@ def test_any_yaml_text_gives_settings_or_a_config_error(tmp_path_factory, text):
         return
     assert set(values) <= set(FIELDS)
     assert yaml.safe_load(text) in (None, values) or isinstance(yaml.safe_load(text), dict)
+
+
+@given(st.integers(1, 400))
+@settings(max_examples=60, deadline=None)
+def test_the_recipe_follows_the_number_of_epochs_and_given_values_hold(epochs):
+    from cifarlab.config import LONG_BUDGET_DEFAULTS, LONG_BUDGET_EPOCHS, default_of
+
+    cfg = make_config({"epochs": epochs})
+    long_budget = epochs >= LONG_BUDGET_EPOCHS
+    for name, value in LONG_BUDGET_DEFAULTS.items():
+        assert getattr(cfg, name) == (value if long_budget else default_of(name)), name
+    assert make_config({"epochs": epochs, "crop_padding": 3}).crop_padding == 3
+    assert make_config({"epochs": str(epochs), "augment": "crop"}).augment == ["crop"]
+    assert set(LONG_BUDGET_DEFAULTS) <= set(FIELDS)
+
+
+def test_the_long_budget_recipe_differs_from_the_short_one_and_lists_are_not_shared():
+    from cifarlab.config import LONG_BUDGET_DEFAULTS, LONG_BUDGET_EPOCHS, default_of
+
+    assert all(default_of(name) != value for name, value in LONG_BUDGET_DEFAULTS.items())
+    first = make_config({"epochs": LONG_BUDGET_EPOCHS})
+    first.augment.append("rotate")
+    assert make_config({"epochs": LONG_BUDGET_EPOCHS}).augment == LONG_BUDGET_DEFAULTS["augment"]
+    assert "rotate" not in LONG_BUDGET_DEFAULTS["augment"]
+
+
+def test_a_given_base_config_keeps_its_recipe_when_only_the_epochs_change():
+    from cifarlab.config import LONG_BUDGET_EPOCHS
+
+    short = make_config({"epochs": 4})
+    longer = make_config({"epochs": 2 * LONG_BUDGET_EPOCHS}, base=short)
+    assert longer.epochs == 2 * LONG_BUDGET_EPOCHS
+    assert {**longer.to_dict(), "epochs": 4} == short.to_dict()
+
+
+def test_help_and_print_config_show_both_budgets(capsys):
+    from cifarlab.api import train
+    from cifarlab.cli import build_parser, main
+    from cifarlab.config import LONG_BUDGET_DEFAULTS, LONG_BUDGET_EPOCHS, default_of
+
+    parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: " ".join(a.help.split()) for a in parser._actions if a.dest in FIELDS}
+    short, long = default_of("crop_padding"), LONG_BUDGET_DEFAULTS["crop_padding"]
+    assert f"[default: {short}; {long} from {LONG_BUDGET_EPOCHS} epochs on]" in helps["crop_padding"]
+    assert f"crop_padding = {short} ({long} from {LONG_BUDGET_EPOCHS} epochs on)" in train.__doc__
+    assert f"[default: crop,flip; crop,flip,cutout from {LONG_BUDGET_EPOCHS} epochs on]" in helps["augment"]
+    assert main(["train", "--epochs", str(2 * LONG_BUDGET_EPOCHS), "--print-config"]) in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert {name: printed[name] for name in LONG_BUDGET_DEFAULTS} == LONG_BUDGET_DEFAULTS
