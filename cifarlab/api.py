@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import (FIELDS, LONG_BUDGET_DEFAULTS, LR_FIND_SETTINGS, TrainConfig, default_of, default_text, make_config,
-                     read_config_file)
+from .config import FIELDS, LR_FIND_SETTINGS, TrainConfig, budget_note, default_of, make_config, read_config_file
 from .errors import ConfigError
 from .run import Run
 
@@ -193,7 +192,7 @@ def settings_doc(names) -> str:
         f = FIELDS[name]
         choices = f.metadata.get("choices")
         allowed = f" ({'|'.join(map(str, choices))})" if choices else ""
-        budget = f" ({default_text(name).split('; ')[1]})" if name in LONG_BUDGET_DEFAULTS else ""
+        budget = f" ({budget_note(name)})" if budget_note(name) else ""
         lines.append(f"    {name} = {default_of(name)!r}{budget}: {f.metadata['help']}{allowed}")
     return "\n".join(lines)
 

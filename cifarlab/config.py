@@ -253,15 +253,22 @@ def budget_defaults(epochs: int) -> dict:
     return defaults
 
 
-def default_text(name: str) -> str:
-    """A setting's default as help texts show it: "1", or "1; 4 from 16 epochs on" where the budget moves it."""
-    def shown(value):
-        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+def value_text(value) -> str:
+    """A value as the command line takes it: lists comma separated."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
-    text = shown(default_of(name))
-    if name in LONG_BUDGET_DEFAULTS:
-        text += f"; {shown(LONG_BUDGET_DEFAULTS[name])} from {LONG_BUDGET_EPOCHS} epochs on"
-    return text
+
+def budget_note(name: str) -> str:
+    """"4 from 16 epochs on" for a setting whose default the budget moves, else ""."""
+    if name not in LONG_BUDGET_DEFAULTS:
+        return ""
+    return f"{value_text(LONG_BUDGET_DEFAULTS[name])} from {LONG_BUDGET_EPOCHS} epochs on"
+
+
+def default_text(name: str) -> str:
+    """A setting's default as --help shows it: "1", or "1; 4 from 16 epochs on" where the budget moves it."""
+    note = budget_note(name)
+    return value_text(default_of(name)) + (f"; {note}" if note else "")
 
 
 def field_kind(f: dataclasses.Field) -> str:
