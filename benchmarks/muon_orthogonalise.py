@@ -20,7 +20,8 @@ import torch
 from common import alternate, report
 
 from cifarlab.models import create_model
-from cifarlab.optim import NEWTON_SCHULZ_COEFFICIENTS, NEWTON_SCHULZ_STEPS, newton_schulz, newton_schulz_dtype, orthogonalise
+from cifarlab.optim import (NEWTON_SCHULZ_STEPS, newton_schulz, newton_schulz_dtype, newton_schulz_scale,
+                            orthogonalise)
 from cifarlab.runtime import cpu_has_fast_bf16
 
 
@@ -44,11 +45,7 @@ def through_eigenvalues(rows: torch.Tensor, product_dtype: torch.dtype) -> torch
     x = rows.mT if tall else rows
     x = (x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-7)).to(product_dtype)
     eigenvalues, eigenvectors = torch.linalg.eigh((x @ x.mT).float())
-    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
-    eigenvalues, scale = eigenvalues.double().clamp(min=0), torch.ones_like(eigenvalues, dtype=torch.float64)
-    for _ in range(NEWTON_SCHULZ_STEPS):
-        polynomial = a + eigenvalues * (b + c * eigenvalues)
-        scale, eigenvalues = scale * polynomial, polynomial * polynomial * eigenvalues
+    scale = newton_schulz_scale(eigenvalues, NEWTON_SCHULZ_STEPS)
     transform = (eigenvectors * scale.float().unsqueeze(-2)) @ eigenvectors.mT
     out = (transform.to(product_dtype) @ x).float()
     return out.mT if tall else out

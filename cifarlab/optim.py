@@ -123,18 +123,25 @@ def newton_schulz_spectral(x: torch.Tensor, steps: int) -> torch.Tensor:
     (benchmarks/muon_orthogonalise.py). On a GPU an eigendecomposition is slow beside matrix products and
     waits on the host, so GPUs keep torch's iteration. A non-finite update gives NaN, which the training
     loop reports as divergence, rather than a failed eigendecomposition."""
-    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     gram = (x @ x.T).to(torch.promote_types(x.dtype, torch.float32))  # eigh takes no bf16
     finite = torch.isfinite(gram).all()  # kept on the device: the training loop reads it only every few steps
     eigenvalues, eigenvectors = torch.linalg.eigh(torch.where(finite, gram, 0.0))
+    scale = newton_schulz_scale(eigenvalues, steps)
+    transform = (eigenvectors * scale.to(gram.dtype)) @ eigenvectors.T  # p(G) of every step, multiplied out
+    return transform.to(x.dtype) @ x * torch.where(finite, 1.0, float("nan")).to(x.dtype)
+
+
+def newton_schulz_scale(eigenvalues: torch.Tensor, steps: int) -> torch.Tensor:
+    """phi: what `steps` iterations multiply each eigendirection of G by, followed one eigenvalue at a
+    time in fp64."""
+    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     eigenvalues = eigenvalues.double().clamp(min=0)  # G is positive semi-definite; rounding can dip below 0
     scale = torch.ones_like(eigenvalues)
     for _ in range(steps):
         polynomial = a + eigenvalues * (b + c * eigenvalues)
         scale *= polynomial
         eigenvalues = polynomial * polynomial * eigenvalues
-    transform = (eigenvectors * scale.to(gram.dtype)) @ eigenvectors.T  # p(G) of every step, multiplied out
-    return transform.to(x.dtype) @ x * torch.where(finite, 1.0, float("nan")).to(x.dtype)
+    return scale
 
 
 def newton_schulz_dtype(device: torch.device) -> torch.dtype:

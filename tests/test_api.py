@@ -15,7 +15,8 @@ from PIL import Image
 import cifarlab
 from cifarlab import Run, compare, load_run, lr_find, train
 from cifarlab.cli import build_parser, main
-from cifarlab.config import FIELDS, LONG_BUDGET_DEFAULTS, LONG_BUDGET_EPOCHS, LR_FIND_SETTINGS, NOT_IN_LR_FIND, default_of
+from cifarlab.config import (FIELDS, LONG_BUDGET_DEFAULTS, LONG_BUDGET_EPOCHS, LR_FIND_SETTINGS, NOT_IN_LR_FIND,
+                             default_of, value_text)
 from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.rundir import METRIC_COLUMNS
 from helpers import write_cifar10
@@ -201,11 +202,6 @@ def test_lr_find_returns_a_suggestion_inside_the_tested_range(cifar_dir):
     assert "suggested max lr" in repr(result) and result.plot()._repr_png_().startswith(PNG)
 
 
-def shown_value(value) -> str:
-    """A default as the command line would take it: lists comma separated."""
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
 def test_every_setting_is_a_keyword_with_its_default_in_help():
     for function, names in ((train, FIELDS), (lr_find, LR_FIND_SETTINGS)):
         parameters = inspect.signature(function).parameters
@@ -213,7 +209,7 @@ def test_every_setting_is_a_keyword_with_its_default_in_help():
         for name in names:
             assert parameters[name].kind == inspect.Parameter.KEYWORD_ONLY
             assert parameters[name].default == default_of(name)
-            budget = (f" ({shown_value(LONG_BUDGET_DEFAULTS[name])} from {LONG_BUDGET_EPOCHS} epochs on)"
+            budget = (f" ({value_text(LONG_BUDGET_DEFAULTS[name])} from {LONG_BUDGET_EPOCHS} epochs on)"
                       if name in LONG_BUDGET_DEFAULTS else "")
             assert f"    {name} = {default_of(name)!r}{budget}: {FIELDS[name].metadata['help']}" in function.__doc__
 
@@ -240,8 +236,8 @@ def test_help_of_train_names_every_flag_of_the_command_with_the_same_default():
         default = parameters[name].default
         if shown and not isinstance(default, bool):
             short, *long = shown.group(1).split("; ")
-            assert short == shown_value(default)
-            assert long == ([f"{shown_value(LONG_BUDGET_DEFAULTS[name])} from {LONG_BUDGET_EPOCHS} epochs on"]
+            assert short == value_text(default)
+            assert long == ([f"{value_text(LONG_BUDGET_DEFAULTS[name])} from {LONG_BUDGET_EPOCHS} epochs on"]
                             if name in LONG_BUDGET_DEFAULTS else [])
         elif isinstance(default, bool):
             assert shown.group(1) == ("on" if default else "off")
