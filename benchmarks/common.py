@@ -15,6 +15,27 @@ import torch
 from cifarlab.runtime import hardware
 
 
+def cifarlab_stepper(model, cfg, images: torch.Tensor, labels: torch.Tensor, device, precision, **step_parts):
+    """A step of cifarlab's own training loop for `cfg`, called with no argument: its loader over `images` on the
+    device (shuffled, cut into the config's batches), its augmentations, optimizer, loss and precision, the model
+    in channels_last. `step_parts` (augmenter, loss_fn) replace the config's."""
+    from cifarlab.data import DeviceLoader, Split
+    from cifarlab.data.datasets import channel_stats
+    from cifarlab.optim import create_optimizer
+    from cifarlab.runtime import make_grad_scaler
+    from cifarlab.training import make_train_step
+
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    mean, std = channel_stats(images)
+    loader = DeviceLoader(Split(images, labels), cfg.batch_size, shuffle=True, device=device)
+    step = make_train_step(model, cfg=cfg, optimizer=create_optimizer(model, cfg, device),
+                           scaler=make_grad_scaler(device, precision), device=device, precision=precision,
+                           mean=mean, std=std, **step_parts)
+    generator = torch.Generator(device=device).manual_seed(0)
+    batches = (batch for epoch in range(10**6) for batch in loader.batches(epoch))
+    return lambda: step(*next(batches), generator)
+
+
 def benchmark_images(data_dir: str | None, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 3, 32, 32) images and labels: the CIFAR-10 training split when `data_dir` holds it,
     else random images (throughput does not depend on the pixels)."""

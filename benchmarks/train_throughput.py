@@ -24,19 +24,17 @@ import copy
 import numpy as np
 import torch
 import torchvision.transforms as transforms
-from common import alternate, benchmark_images, report
+from common import alternate, benchmark_images, cifarlab_stepper, report
 from torch.utils.data import DataLoader, Dataset
 
 from cifarlab import make_config
 from cifarlab.config import OPTIMIZERS
 from cifarlab.augment import Augmenter
-from cifarlab.data import DeviceLoader, Split
 from cifarlab.data.datasets import channel_stats
 from cifarlab.losses import create_loss
 from cifarlab.models import create_model
 from cifarlab.optim import create_optimizer
-from cifarlab.runtime import autocast, cpu_has_fast_bf16, make_grad_scaler, resolve_device, resolve_precision
-from cifarlab.training import make_train_step
+from cifarlab.runtime import autocast, cpu_has_fast_bf16, resolve_device, resolve_precision
 
 
 class InMemoryCifar(Dataset):
@@ -106,17 +104,8 @@ def main():
                   "label_smoothing": 0.0, "optimizer": args.optimizer}  # the reference's augmentation and loss
     cfg = make_config(cfg_values)
 
-    # cifarlab
-    ours = copy.deepcopy(base).to(device).to(memory_format=torch.channels_last).train()
-    loader = DeviceLoader(Split(images, labels), args.batch_size, shuffle=True, device=device)
-    step = make_train_step(ours, augmenter=Augmenter.from_config(cfg), optimizer=create_optimizer(ours, cfg, device),
-                           scaler=make_grad_scaler(device, precision), loss_fn=create_loss("ce"), cfg=cfg,
-                           device=device, precision=precision, mean=mean, std=std)
-    generator = torch.Generator(device=device).manual_seed(0)
-    batches = (b for epoch in range(10**6) for b in loader.batches(epoch))
-
-    def cifarlab_step():
-        step(*next(batches), generator)
+    cifarlab_step = cifarlab_stepper(copy.deepcopy(base), cfg, images, labels, device, precision,
+                                     augmenter=Augmenter.from_config(cfg), loss_fn=create_loss("ce"))
 
     # kuangliu main.py
     reference = copy.deepcopy(base).to(device).train()
