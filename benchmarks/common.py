@@ -15,10 +15,10 @@ import torch
 from cifarlab.runtime import hardware
 
 
-def cifarlab_stepper(model, cfg, images: torch.Tensor, labels: torch.Tensor, device, precision, **step_parts):
+def cifarlab_stepper(model, cfg, images: torch.Tensor, labels: torch.Tensor, device, precision):
     """A step of cifarlab's own training loop for `cfg`, called with no argument: its loader over `images` on the
     device (shuffled, cut into the config's batches), its augmentations, optimizer, loss and precision, the model
-    in channels_last. `step_parts` (augmenter, loss_fn) replace the config's."""
+    in channels_last."""
     from cifarlab.data import DeviceLoader, Split
     from cifarlab.data.datasets import channel_stats
     from cifarlab.optim import create_optimizer
@@ -30,7 +30,7 @@ def cifarlab_stepper(model, cfg, images: torch.Tensor, labels: torch.Tensor, dev
     loader = DeviceLoader(Split(images, labels), cfg.batch_size, shuffle=True, device=device)
     step = make_train_step(model, cfg=cfg, optimizer=create_optimizer(model, cfg, device),
                            scaler=make_grad_scaler(device, precision), device=device, precision=precision,
-                           mean=mean, std=std, **step_parts)
+                           mean=mean, std=std)
     generator = torch.Generator(device=device).manual_seed(0)
     batches = (batch for epoch in range(10**6) for batch in loader.batches(epoch))
     return lambda: step(*next(batches), generator)

@@ -57,13 +57,13 @@ def main():
           f"{args.windows} windows of {args.steps} steps after a warm-up window", flush=True)
     rates = alternate(steps, args.steps, args.windows, batch_sizes)
     seconds = {name: EPOCH_IMAGES / rate for name, rate in rates.items()}
+    ratio = {name: seconds[name] / seconds["default"] for name in seconds}
     result = {"benchmark": "recipe_time", "epochs": args.epochs, "device": str(device), "precision": precision,
-              "images_per_sec": rates, "epoch_seconds": seconds,
-              "time_vs_default": {name: seconds[name] / seconds["default"] for name in seconds},
+              "images_per_sec": rates, "epoch_seconds": seconds, "time_vs_default": ratio,
               "configs": {name: cfg.to_dict() for name, cfg in timed.items()}}
     report(f"an epoch of {EPOCH_IMAGES:,} training images (median images/s)",
            [(name, f"{rates[name]:7.1f} img/s  {seconds[name]:6.0f} s an epoch  "
-                   f"{seconds[name] / seconds['default']:5.2f}x the default's time") for name in timed],
+                   f"{ratio[name]:5.2f}x the default's time") for name in timed],
            result, args.out)
 
 

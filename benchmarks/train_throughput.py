@@ -29,9 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cifarlab import make_config
 from cifarlab.config import OPTIMIZERS
-from cifarlab.augment import Augmenter
 from cifarlab.data.datasets import channel_stats
-from cifarlab.losses import create_loss
 from cifarlab.models import create_model
 from cifarlab.optim import create_optimizer
 from cifarlab.runtime import autocast, cpu_has_fast_bf16, resolve_device, resolve_precision
@@ -104,8 +102,7 @@ def main():
                   "label_smoothing": 0.0, "optimizer": args.optimizer}  # the reference's augmentation and loss
     cfg = make_config(cfg_values)
 
-    cifarlab_step = cifarlab_stepper(copy.deepcopy(base), cfg, images, labels, device, precision,
-                                     augmenter=Augmenter.from_config(cfg), loss_fn=create_loss("ce"))
+    cifarlab_step = cifarlab_stepper(copy.deepcopy(base), cfg, images, labels, device, precision)
 
     # kuangliu main.py
     reference = copy.deepcopy(base).to(device).train()
