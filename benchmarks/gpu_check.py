@@ -3,8 +3,8 @@
     python benchmarks/gpu_check.py --data-dir ./data [--epochs 1] [--out gpu_check.json]
 
 On a CUDA machine it trains the default recipe for --epochs in bf16 and in fp16 (GradScaler), with Muon
-and with SGD; once with --compile; once under torchrun with nccl on every visible GPU; it kills a run
-halfway (SIGTERM) and resumes it; and it checks that `cifarlab evaluate` gives each run's summary number.
+and with SGD (fp16 and fp32 on a GPU that only emulates bf16, such as a T4); once with --compile; once
+under torchrun with nccl on every visible GPU; it kills a run halfway (SIGTERM) and resumes it; and it checks that `cifarlab evaluate` gives each run's summary number.
 Each row: what ran, whether it passed, its test accuracy, its wall time. The run folders go to a
 temporary folder (--keep to keep them). `--cpu-smoke` runs the same checks on the CPU on a few hundred
 images (fp32/bf16, gloo), to try the script itself where no GPU is.
@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from cifarlab.runtime import cuda_has_native_bf16
 
 CLI = [sys.executable, "-m", "cifarlab"]
 
@@ -82,7 +84,10 @@ def check_resume(out: Path, settings: dict, timeout: float) -> dict:
 
 def checks(args, base: dict, root: Path) -> list[dict]:
     gpus = torch.cuda.device_count()
-    half = ("bf16", "fp16") if not args.cpu_smoke else ("bf16", "fp32")
+    if args.cpu_smoke:
+        half = ("bf16", "fp32")
+    else:  # a GPU before compute capability 8.0 (a T4) refuses bf16: fp16 and fp32 there
+        half = ("bf16", "fp16") if cuda_has_native_bf16() else ("fp16", "fp32")
     rows = []
     for precision in half:
         for optimizer in ("muon", "sgd"):

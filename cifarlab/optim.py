@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import runtime
 from .registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
@@ -148,7 +149,7 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
     """bf16 on a GPU that computes it natively, as Muon is made to run; fp32 elsewhere. A CPU takes the
     spectral route (`newton_schulz_spectral`), where an eigendecomposition in bf16 is not on offer and fp32
     is both faster than the bf16 iteration and near the exact polynomial."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and runtime.cuda_has_native_bf16():
         return torch.bfloat16
     return torch.float32
 

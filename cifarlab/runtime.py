@@ -55,15 +55,28 @@ def hardware() -> dict:
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+def cuda_has_native_bf16() -> bool:
+    """True on CUDA devices that compute in bf16 (compute capability 8.0, Ampere, or newer) and on ROCm.
+    torch.cuda.is_bf16_supported() alone also says True on a T4 or a V100 (Colab's GPUs), where bf16 is
+    only emulated: slow, and cuDNN has no bf16 convolutions there, so those train in fp16."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def capability() -> str:
+    """The current CUDA device's compute capability, as "7.5"."""
+    return ".".join(map(str, torch.cuda.get_device_capability()))
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     if name != "auto":
-        if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("precision", "bf16 is not supported by this CUDA device (allowed: fp16, fp32)")
+        if name == "bf16" and device.type == "cuda" and not cuda_has_native_bf16():
+            raise ConfigError("precision", "bf16 needs a CUDA device of compute capability 8.0 or newer, "
+                                           f"this one is {capability()} (allowed: fp16, fp32)")
         if name == "fp16" and device.type == "cpu":
             raise ConfigError("precision", "fp16 training is for CUDA/MPS devices; on the CPU use bf16 or fp32")
         return name
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cuda_has_native_bf16() else "fp16"
     if device.type == "cpu" and cpu_has_fast_bf16():
         return "bf16"
     return "fp32"

@@ -58,3 +58,34 @@ def test_fp16_steps_with_a_sane_scale_learn(optimizer_name):
     filters = model[0].weight.detach()
     if optimizer_name == "muon":  # Muon keeps each filter at norm sqrt(out_channels)
         assert filters.norm().item() == pytest.approx(8 ** 0.5, rel=0.05)
+
+
+def pretend_cuda_device(monkeypatch, capability: tuple[int, int]):
+    """torch.cuda as a GPU of this compute capability answers it: is_bf16_supported() is True on every
+    CUDA device (bf16 is emulated below 8.0), and False below 8.0 only with including_emulation=False."""
+    native = capability >= (8, 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or native)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+
+
+@pytest.mark.parametrize("capability, precision, muon_dtype", [((7, 5), "fp16", torch.float32),
+                                                               ((8, 0), "bf16", torch.bfloat16)])
+def test_auto_precision_takes_bf16_only_where_the_gpu_computes_in_it(monkeypatch, capability, precision, muon_dtype):
+    from cifarlab.optim import newton_schulz_dtype
+    from cifarlab.runtime import resolve_precision
+
+    pretend_cuda_device(monkeypatch, capability)
+    assert resolve_precision("auto", torch.device("cuda")) == precision
+    assert newton_schulz_dtype(torch.device("cuda")) == muon_dtype
+
+
+def test_bf16_asked_of_a_gpu_that_only_emulates_it_is_refused_with_the_setting_and_the_choices(monkeypatch):
+    from cifarlab.errors import ConfigError
+    from cifarlab.runtime import resolve_precision
+
+    pretend_cuda_device(monkeypatch, (7, 5))
+    with pytest.raises(ConfigError) as refused:
+        resolve_precision("bf16", torch.device("cuda"))
+    assert "precision" in str(refused.value) and "7.5" in str(refused.value) and "fp16" in str(refused.value)
+    assert resolve_precision("fp16", torch.device("cuda")) == "fp16"
