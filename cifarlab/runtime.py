@@ -57,12 +57,12 @@ def hardware() -> dict:
 
 def cuda_has_native_bf16() -> bool:
     """True on CUDA devices that compute in bf16 (compute capability 8.0, Ampere, or newer) and on ROCm.
-    torch.cuda.is_bf16_supported() alone also says True on a T4 or a V100 (Colab's GPUs), where bf16 is
+    torch.cuda.is_bf16_supported() alone also says True on a T4 (Colab's free GPU) or a V100, where bf16 is
     only emulated: slow, and cuDNN has no bf16 convolutions there, so those train in fp16."""
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
-def capability() -> str:
+def cuda_capability() -> str:
     """The current CUDA device's compute capability, as "7.5"."""
     return ".".join(map(str, torch.cuda.get_device_capability()))
 
@@ -71,7 +71,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name != "auto":
         if name == "bf16" and device.type == "cuda" and not cuda_has_native_bf16():
             raise ConfigError("precision", "bf16 needs a CUDA device of compute capability 8.0 or newer, "
-                                           f"this one is {capability()} (allowed: fp16, fp32)")
+                                           f"this one is {cuda_capability()} (allowed: fp16, fp32)")
         if name == "fp16" and device.type == "cpu":
             raise ConfigError("precision", "fp16 training is for CUDA/MPS devices; on the CPU use bf16 or fp32")
         return name
