@@ -17,7 +17,7 @@ from .data.datasets import load_test_split
 from .errors import CifarlabError, ConfigError
 from .evaluate import Evaluation, evaluate
 from .rundir import RunFolder
-from .runtime import EMULATED_BF16, bf16_is_emulated, resolve_device, resolve_precision
+from .runtime import EMULATED_BF16, bf16_is_emulated, cuda_has_native_bf16, resolve_device, resolve_precision
 from .weights import load_model
 
 
@@ -74,13 +74,21 @@ def read_saved_run(path: Path, data_dir: str | None = None, device: str | None =
     folder, cfg, summary = finished_run(path, {**(overrides or {}), **({"data_dir": data_dir} if data_dir else {})})
     target = resolve_device(device or cfg.device)
     model, info = load_model(folder.file("model.safetensors"), device=target)
-    # On the run's own kind of device, the run's precision, so the numbers agree exactly.
-    same_kind = target.type == str(summary.get("device", "")).split(":")[0]
-    precision = summary.get("precision", "fp32") if same_kind else resolve_precision("auto", target)
+    precision = evaluation_precision(summary, target)
     if bf16_is_emulated(precision, target):
         print(f"cifarlab: note: the run trained in bf16, so it is evaluated in bf16 to give its own numbers; "
               f"{EMULATED_BF16}", file=sys.stderr)
     return SavedRun(folder, cfg, summary, model, info, target, precision)
+
+
+def evaluation_precision(summary: dict, target: torch.device) -> str:
+    """The run's own precision on its own kind of device, so the numbers agree exactly; on another kind of
+    device, or on a GPU that only emulates the bf16 the run trained in (a T4 evaluating an A100's run),
+    the precision this device trains in."""
+    trained = summary.get("precision", "fp32")
+    same_kind = target.type == str(summary.get("device", "")).split(":")[0]
+    emulated_on_gpu = trained == "bf16" and target.type == "cuda" and not cuda_has_native_bf16()
+    return trained if same_kind and not emulated_on_gpu else resolve_precision("auto", target)
 
 
 def test_split(run: SavedRun) -> tuple[Split, list[str]]:

@@ -89,3 +89,13 @@ def test_bf16_asked_of_a_gpu_that_only_emulates_it_is_refused_with_the_setting_a
         resolve_precision("bf16", torch.device("cuda"))
     assert "precision" in str(refused.value) and "7.5" in str(refused.value) and "fp16" in str(refused.value)
     assert resolve_precision("fp16", torch.device("cuda")) == "fp16"
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), "fp16"), ((9, 0), "bf16")])
+def test_a_gpu_bf16_run_is_evaluated_in_bf16_only_on_a_gpu_that_computes_in_it(monkeypatch, capability, expected):
+    from cifarlab.saved_run import evaluation_precision
+
+    pretend_cuda_device(monkeypatch, capability)
+    assert evaluation_precision({"device": "cuda:0", "precision": "bf16"}, torch.device("cuda")) == expected
+    assert evaluation_precision({"device": "cuda:0", "precision": "fp32"}, torch.device("cuda")) == "fp32"
+    assert evaluation_precision({"device": "cpu", "precision": "bf16"}, torch.device("cpu")) == "bf16"
