@@ -4,7 +4,8 @@
 
 On a CUDA machine it trains the default recipe for --epochs in bf16 and in fp16 (GradScaler), with Muon
 and with SGD (fp16 and fp32 on a GPU that only emulates bf16, such as a T4); once with --compile; once
-under torchrun with nccl on every visible GPU; it kills a run halfway (SIGTERM) and resumes it; and it checks that `cifarlab evaluate` gives each run's summary number.
+under torchrun with nccl on every visible GPU; it kills a run halfway (SIGTERM) and resumes it; and it
+checks that `cifarlab evaluate` gives each run's summary number.
 Each row: what ran, whether it passed, its test accuracy, its wall time. The run folders go to a
 temporary folder (--keep to keep them). `--cpu-smoke` runs the same checks on the CPU on a few hundred
 images (fp32/bf16, gloo), to try the script itself where no GPU is.
