@@ -59,7 +59,7 @@ def cuda_has_native_bf16() -> bool:
     """True on CUDA devices that compute in bf16 (compute capability 8.0, Ampere, or newer) and on ROCm.
     torch.cuda.is_bf16_supported() alone also says True on a T4 (Colab's free GPU) or a V100, where bf16 is
     only emulated: slow, and cuDNN has no bf16 convolutions there, so those train in fp16."""
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.cuda.is_bf16_supported(including_emulation=False)  # False where there is no CUDA device
 
 
 def cuda_capability() -> str:
