@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
+import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -39,6 +42,51 @@ def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX, where oneDNN runs bf16 convolutions natively."""
     flags = _cpuinfo()
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+# bf16 must save at least a tenth of the time to be worth its rounding; near parity, fp32 (exact, and the
+# same choice every time) is kept.
+BF16_MIN_SPEEDUP = 1.1
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """How many times faster a forward and backward pass runs in bf16 autocast than in fp32 on this CPU.
+
+    bf16 instructions are needed for bf16 to pay, but not enough: on a 2-core Intel Xeon with AVX512-BF16
+    and no AMX, cifarlab's ResNet18 step with SGD ran at 50 img/s in bf16 and 57 in fp32, and its 64-channel
+    32x32 convolutions took twice as long in bf16 (benchmarks/cpu_precision.py). So `--precision auto` asks
+    the CPU: two 3x3 convolutions shaped like ResNet18's first and third stages (64 channels at 32x32, 256
+    at 8x8: as many multiply-adds each), batch 32, channels_last, the median of three passes after a
+    warm-up, about half a second in all. Measured once per process, on tensors from a generator of its own,
+    so the seeded global random stream is untouched.
+    """
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(64, 32), (256, 8)]
+    inputs = [torch.randn(32, channels, size, size, generator=generator).to(memory_format=torch.channels_last)
+              for channels, size in shapes]
+    weights = [(torch.randn(channels, channels, 3, 3, generator=generator) * 0.05).requires_grad_()
+               for channels, _ in shapes]
+
+    def one_pass(dtype: torch.dtype | None) -> float:
+        start = time.perf_counter()
+        with torch.enable_grad():
+            for x, weight in zip(inputs, weights):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+                    y = torch.nn.functional.conv2d(x, weight, padding=1)
+                y.float().square().mean().backward()
+        return time.perf_counter() - start
+
+    def median_seconds(dtype: torch.dtype | None) -> float:
+        one_pass(dtype)
+        return statistics.median(one_pass(dtype) for _ in range(3))
+
+    return median_seconds(None) / median_seconds(torch.bfloat16)
+
+
+def cpu_bf16_pays() -> bool:
+    """Native bf16 instructions, and bf16 measured at least BF16_MIN_SPEEDUP times as fast as fp32 here."""
+    return cpu_has_fast_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
 
 
 def cpu_model() -> str:
@@ -77,9 +125,17 @@ def resolve_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if cuda_has_native_bf16() else "fp16"
-    if device.type == "cpu" and cpu_has_fast_bf16():
+    if device.type == "cpu" and cpu_bf16_pays():
         return "bf16"
     return "fp32"
+
+
+def bf16_measured_slow(asked: str, precision: str, device: torch.device) -> str | None:
+    """Why `--precision auto` trains in fp32 on a CPU that has bf16 instructions, or None where it does not."""
+    if asked != "auto" or precision != "fp32" or device.type != "cpu" or not cpu_has_fast_bf16():
+        return None
+    return (f"this CPU has bf16 instructions, but bf16 ran {cpu_bf16_speedup():.2f}x as fast as fp32 here "
+            f"(auto takes bf16 from {BF16_MIN_SPEEDUP}x), so it trains in fp32")
 
 
 def bf16_is_emulated(precision: str, device: torch.device) -> bool:

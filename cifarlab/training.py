@@ -40,8 +40,8 @@ from .models import count_parameters, create_model, model_args
 from .models.whiten import check_whitening_fits, whiten_first_conv
 from .optim import create_optimizer, create_schedule
 from .rundir import RunFolder
-from .runtime import (EMULATED_BF16, autocast, bf16_is_emulated, configure_backend, hardware, make_grad_scaler,
-                      resolve_device, resolve_precision)
+from .runtime import (EMULATED_BF16, autocast, bf16_is_emulated, bf16_measured_slow, configure_backend, hardware,
+                      make_grad_scaler, resolve_device, resolve_precision)
 from .summary import model_summary
 from .weights import save_model
 
@@ -238,6 +238,9 @@ def prepare(cfg: TrainConfig, context: Context = SINGLE):
     precision = resolve_precision(cfg.precision, device)
     if bf16_is_emulated(precision, device) and context.main:
         print(f"cifarlab: note: --precision bf16: {EMULATED_BF16}; --precision auto picks fp32 here", file=sys.stderr)
+    why_fp32 = bf16_measured_slow(cfg.precision, precision, device)
+    if why_fp32 and context.main:
+        print(f"cifarlab: note: --precision auto: {why_fp32}; --precision bf16 asks for it anyway", file=sys.stderr)
     if cfg.tensorboard:
         from .explain.tensorboard import check_available
 
@@ -324,6 +327,7 @@ def run_training(cfg: TrainConfig, checkpoint: Checkpoint | None = None, echo_su
     device, precision, splits = prepare(cfg, context)
     configure_backend(device)
     distributed.join(context, device)
+    precision = broadcast_text(precision, context)  # auto measures on each CPU: rank 0's choice holds for all
     model = build_model(cfg, len(splits.classes))
     run = open_run_folder(cfg, resuming=checkpoint is not None, context=context)
     try:

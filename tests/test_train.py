@@ -223,17 +223,34 @@ def test_each_training_image_is_mirrored_the_other_way_each_epoch_only_with_alte
         assert torch.equal(flipped[2], ~flipped[1]) and torch.equal(flipped[3], flipped[1])
 
 
-@pytest.mark.parametrize("asked, fast_bf16, resolved, noted", [
-    ("auto", True, "bf16", False), ("auto", False, "fp32", False),
-    ("bf16", True, "bf16", False), ("bf16", False, "bf16", True), ("fp32", False, "fp32", False)])
-def test_bf16_is_auto_only_where_the_cpu_runs_it_and_noted_where_it_is_emulated(quick, monkeypatch, capsys, asked,
-                                                                                fast_bf16, resolved, noted):
+@pytest.mark.parametrize("asked, fast_bf16, speedup, resolved, note", [
+    ("auto", True, 1.6, "bf16", None), ("auto", True, 1.05, "fp32", "bf16 ran 1.05x as fast as fp32 here"),
+    ("auto", True, 0.73, "fp32", "bf16 ran 0.73x as fast as fp32 here"), ("auto", False, None, "fp32", None),
+    ("bf16", True, 0.73, "bf16", None), ("bf16", False, None, "bf16", "no AVX512-BF16 or AMX, so bf16 is emulated"),
+    ("fp32", True, 1.6, "fp32", None), ("fp32", False, None, "fp32", None)])
+def test_bf16_is_auto_only_where_the_cpu_runs_it_faster_and_noted_where_it_is_not(quick, monkeypatch, capsys, asked,
+                                                                                  fast_bf16, speedup, resolved, note):
+    def measured():
+        assert speedup is not None, "the speed of bf16 is only measured where the CPU has bf16 instructions"
+        return speedup
+
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", measured)
     _, precision, _ = prepare(make_config({**quick, "precision": asked}))
     err = capsys.readouterr().err
     assert precision == resolved
-    assert ("no AVX512-BF16 or AMX, so bf16 is emulated" in err) == noted
-    assert err.count("\n") == int(noted)
+    assert err.count("\n") == (note is not None)
+    assert note is None or note in err
+
+
+def test_the_bf16_probe_leaves_the_seeded_random_stream_alone_and_runs_once():
+    runtime.cpu_bf16_speedup.cache_clear()
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    speedup = runtime.cpu_bf16_speedup()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert 0 < speedup < 100 and runtime.cpu_bf16_speedup.cache_info().misses == 1
+    assert runtime.cpu_bf16_speedup() == speedup and runtime.cpu_bf16_speedup.cache_info().hits == 1
 
 
 # The default recipe (Muon, onecycle, crop with 1-pixel padding and flips, label smoothing) on the compact
