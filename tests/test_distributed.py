@@ -109,6 +109,17 @@ def test_lr_auto_runs_the_range_test_once_and_every_process_trains_with_its_answ
     assert read_metrics(tmp_path / "two" / "metrics.csv")[0]["lr"] == pytest.approx(suggested / 25, rel=1e-3)
 
 
+def test_precision_auto_is_rank_0s_choice_on_every_process(settings, tmp_path, monkeypatch):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("PRECISION_MARKS", str(marks))
+    job = torchrun(["train", *flags({**settings, "precision": "auto", "out": tmp_path / "two"})],
+                   script=Path(__file__).parent / "ddp_precision_helper.py")
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert {p.name: p.read_text() for p in marks.iterdir()} == {"rank-0": "bf16", "rank-1": "bf16"}
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["precision"] == "bf16"
+
+
 def test_a_failing_process_ends_the_whole_job(settings, tmp_path):
     start = time.time()
     job = torchrun(["train", *flags({**settings, "out": tmp_path / "run", "epochs": 3})],
