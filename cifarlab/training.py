@@ -236,11 +236,6 @@ def prepare(cfg: TrainConfig, context: Context = SINGLE):
     if context.enabled and cfg.batch_size < context.world:
         raise ConfigError("batch_size", f"must be at least the number of processes ({context.world})")
     precision = resolve_precision(cfg.precision, device)
-    if bf16_is_emulated(precision, device) and context.main:
-        print(f"cifarlab: note: --precision bf16: {EMULATED_BF16}; --precision auto picks fp32 here", file=sys.stderr)
-    why_fp32 = bf16_measured_slow(cfg.precision, precision, device)
-    if why_fp32 and context.main:
-        print(f"cifarlab: note: --precision auto: {why_fp32}; --precision bf16 asks for it anyway", file=sys.stderr)
     if cfg.tensorboard:
         from .explain.tensorboard import check_available
 
@@ -248,6 +243,15 @@ def prepare(cfg: TrainConfig, context: Context = SINGLE):
     splits = load_splits(cfg.data, cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test,
                          val_split=cfg.val_split, seed=cfg.seed, progress=cfg.progress)
     return device, precision, splits
+
+
+def note_precision(asked: str, precision: str, device: torch.device) -> None:
+    """A line on stderr where the precision is slower than it could be, or than it looks."""
+    if bf16_is_emulated(precision, device):
+        print(f"cifarlab: note: --precision bf16: {EMULATED_BF16}; --precision auto picks fp32 here", file=sys.stderr)
+    why_fp32 = bf16_measured_slow(asked, precision, device)
+    if why_fp32:
+        print(f"cifarlab: note: --precision auto: {why_fp32}; --precision bf16 asks for it anyway", file=sys.stderr)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -454,12 +458,20 @@ def setup(cfg: TrainConfig, run: RunFolder, model: nn.Module, splits: Splits, de
     if checkpoint:
         checkpoint.restore(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, averages=averages)
         parts.say(f"resuming {run.path} at epoch {state.epoch}" + (f", step {state.step}" if state.step else ""))
-    workers = f" x {context.world} processes" if context.enabled else ""
-    parts.say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {cfg.data}: "
-              f"{len(splits.train)} train, {len(parts.val_split) if parts.val_split else 0} val, "
-              f"{len(parts.test_split)} test images; {device}{workers}, {precision}; run folder {run.path}",
-              flush=True)
+    announce(parts)
     return parts
+
+
+def announce(p: Parts) -> None:
+    """The run's first line: what trains on what, where, in what precision (after a note on the precision
+    where there is one; both once every check has passed, so that an error stays the one line it is)."""
+    if p.context.main:
+        note_precision(p.cfg.precision, p.precision, p.device)
+    workers = f" x {p.context.world} processes" if p.context.enabled else ""
+    p.say(f"training {p.cfg.model} ({count_parameters(p.model):,} parameters) on {p.cfg.data}: "
+          f"{len(p.splits.train)} train, {len(p.val_split) if p.val_split else 0} val, "
+          f"{len(p.test_split)} test images; {p.device}{workers}, {p.precision}; run folder {p.folder.path}",
+          flush=True)
 
 
 def fit(p: Parts, stop: StopRequests) -> Evaluation:

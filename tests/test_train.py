@@ -12,7 +12,6 @@ from cifarlab import evaluate_run, runtime, train
 from cifarlab.cli import main
 from cifarlab.config import RECIPE_SETTINGS, make_config
 from cifarlab.rundir import METRIC_COLUMNS, read_metrics
-from cifarlab.training import prepare
 from cifarlab.weights import load_model
 
 RUN_FILES = {"config.yaml", "metrics.csv", "summary.json", "model.safetensors", "model_summary.txt"}
@@ -236,11 +235,22 @@ def test_bf16_is_auto_only_where_the_cpu_runs_it_faster_and_noted_where_it_is_no
 
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
     monkeypatch.setattr(runtime, "cpu_bf16_speedup", measured)
-    _, precision, _ = prepare(make_config({**quick, "precision": asked}))
+    assert main(["train", "--model", "compact", "--data-dir", quick["data_dir"], "--epochs", "1", "--batch-size", "50",
+                 "--precision", asked, "--device", "cpu", "--no-progress", "--no-report", "--out", quick["out"]]) == 0
     err = capsys.readouterr().err
-    assert precision == resolved
+    assert json.loads(Path(quick["out"], "summary.json").read_text())["precision"] == resolved
     assert err.count("\n") == (note is not None)
     assert note is None or note in err
+
+
+def test_a_precision_note_never_comes_before_an_error(quick, monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda: 0.5)
+    Path(quick["out"]).mkdir()
+    Path(quick["out"], "summary.json").write_text("{}")  # a finished run's folder, not to be overwritten
+    assert main(["train", "--model", "compact", "--data-dir", quick["data_dir"], "--out", quick["out"]]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "already holds a run" in err and "cifarlab: note" not in err
 
 
 def test_the_bf16_probe_leaves_the_seeded_random_stream_alone_and_runs_once():
