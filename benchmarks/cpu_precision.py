@@ -36,7 +36,8 @@ def main():
     base = create_model("resnet18")
     contenders = {precision: cifarlab_stepper(copy.deepcopy(base), cfg, images, labels, device, precision)
                   for precision in ("bf16", "fp32")}
-    print(f"ResNet18, the default recipe with {cfg.optimizer}, batch {args.batch_size}, {torch.get_num_threads()} threads; "
+    print(f"ResNet18, the default recipe with {cfg.optimizer}, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads; "
           f"{args.windows} windows of {args.steps} steps after a warm-up window", flush=True)
     rates = alternate(contenders, args.steps, args.windows, dict.fromkeys(contenders, args.batch_size))
     step_speedup = rates["bf16"] / rates["fp32"]

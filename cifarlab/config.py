@@ -184,7 +184,8 @@ class TrainConfig:
     # machine
     device: str = _setting("auto", "where to train", choices=DEVICES, group="machine")
     precision: str = _setting("auto", "auto: bf16 where the device runs it fast (on a CPU: measured "
-                              "when a run starts), fp16 on other CUDA devices, else fp32", choices=PRECISIONS, group="machine")
+                              "when a run starts), fp16 on other CUDA devices, else fp32",
+                              choices=PRECISIONS, group="machine")
     channels_last: bool = _setting(True, "channels_last memory format", group="machine")
     compile: bool = _setting(False, "torch.compile the model for training (needs a C++ compiler on the CPU, "
                              "Triton on CUDA)", group="machine")
