@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cifarlab
 import torch
@@ -193,3 +195,27 @@ def test_precision_and_recall_per_class_are_read_off_the_confusion_matrix(traine
     recall = np.diag(confusion) / np.maximum(confusion.sum(1), 1)
     assert np.allclose(heights[:n], precision) and np.allclose(heights[n:], recall)
     assert (run / "precision_recall.png").is_file()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=20))
+def test_the_per_class_chart_keeps_its_legend_and_numbers_off_the_bars(accuracies):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cifarlab.explain.plots import per_class_figure
+
+    figure = per_class_figure([{"accuracy": a} for a in accuracies], [f"c{i}" for i in range(len(accuracies))],
+                              overall=float(np.mean(accuracies)))
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # lays the figure out as it is saved
+    renderer = canvas.get_renderer()
+    ax = figure.axes[0]
+    bars = [patch.get_window_extent(renderer) for patch in ax.patches]
+    labels = [text.get_window_extent(renderer) for text in ax.texts]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert len(labels) == len(accuracies)
+    assert [label.get_text() for label in ax.texts] == [f"{100 * a:.1f}" for a in accuracies]
+    for box in bars + labels:
+        assert not legend.overlaps(box)
+    for bar, label in zip(bars, labels):
+        assert label.y0 >= bar.y1 - 0.5  # each number stands on its bar, not inside it

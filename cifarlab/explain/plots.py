@@ -73,13 +73,14 @@ def per_class_figure(rows: list[dict], classes: list[str], overall: float) -> Fi
     accuracies = [100 * r["accuracy"] for r in rows]
     bars = ax.bar(range(len(classes)), accuracies, color="tab:blue")
     ax.axhline(100 * overall, color="tab:red", linestyle="--", label=f"overall {overall:.2%}")
-    if len(classes) <= 20:
-        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    if len(classes) <= 20:  # on white, so the overall line never runs through a number
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2, bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
     ax.set_xticks(range(len(classes)), classes, rotation=45 if len(classes) > 5 else 0, ha="right")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 118)  # room above the bars for the legend
+    ax.set_yticks(range(0, 101, 20))
     ax.set_title("test accuracy per class")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center")
     return figure
 
 
