@@ -56,14 +56,16 @@ def run_config(folder: RunFolder, overrides: dict | None = None) -> TrainConfig:
                             f"{__version__} cannot read ({exc}); open it with cifarlab {version}") from None
 
 
-def finished_run(path, overrides: dict | None = None) -> tuple[RunFolder, TrainConfig, dict]:
-    """The folder, settings and summary of the finished run at `path`, or one line saying why there is none."""
+def finished_run(path, overrides: dict | None = None,
+                 needs: str = "model.safetensors") -> tuple[RunFolder, TrainConfig, dict]:
+    """The folder, settings and summary of the finished run at `path`, or one line saying why there is none.
+    `needs` is the file that only a finished run has and the caller uses: the model, or just the summary."""
     folder = RunFolder(path)
     if not folder.path.is_dir():
         raise CifarlabError(f"no run folder at {path}")
     cfg = run_config(folder, overrides)
-    if not folder.file("model.safetensors").is_file():
-        raise CifarlabError(f"{folder.path} holds no finished run (no model.safetensors); if it was stopped, "
+    if not folder.file(needs).is_file():
+        raise CifarlabError(f"{folder.path} holds no finished run (no {needs}); if it was stopped, "
                             f"finish it with: cifarlab train --resume {folder.path}")
     return folder, cfg, folder.read_json("summary.json")
 

@@ -2,6 +2,7 @@
 
 import csv
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -293,8 +294,14 @@ def test_an_unfinished_run_is_refused_with_how_to_finish_it(tmp_path, cifar_dir)
     out = tmp_path / "half"
     train(model="compact", data_dir=str(cifar_dir), epochs=1, batch_size=50, precision="fp32", device="cpu",
           progress=False, report=False, out=str(out))
-    (out / "model.safetensors").unlink()
-    with pytest.raises(CifarlabError, match=f"no finished run.*cifarlab train --resume {out}"):
+    recorded = json.loads((out / "summary.json").read_text())["test_accuracy"]
+    (out / "model.safetensors").unlink()  # weights deleted to save room: comparing needs only the summary
+    with pytest.raises(CifarlabError, match=r"no finished run \(no model.safetensors\)"):
         load_run(out)
-    with pytest.raises(CifarlabError, match="no run folder at"):
-        load_run(tmp_path / "nothing")
+    assert compare([out]).table["test_accuracy"].tolist() == [recorded]
+    (out / "summary.json").unlink()  # as a run stopped before its end leaves it
+    for opens in (load_run, lambda path: compare([path])):
+        with pytest.raises(CifarlabError, match=f"no finished run.*cifarlab train --resume {out}"):
+            opens(out)
+        with pytest.raises(CifarlabError, match="no run folder at"):
+            opens(tmp_path / "nothing")

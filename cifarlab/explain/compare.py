@@ -8,8 +8,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..config import read_config_file
-from ..errors import CifarlabError
-from ..rundir import RunFolder, read_metrics
+from ..rundir import read_metrics
+from ..saved_run import finished_run
 from . import plots
 
 RECIPE_KEYS = ("augment", "optimizer", "lr", "scheduler", "batch_size")
@@ -31,10 +31,7 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> tuple[pd.DataFrame, Figur
     where the run held a split out, train time) and a figure of the runs' test-accuracy curves."""
     rows, curves = [], []
     for run_dir in run_dirs:
-        folder = RunFolder(run_dir)
-        if not folder.path.is_dir():
-            raise CifarlabError(f"no run folder at {run_dir}")
-        summary = folder.read_json("summary.json")
+        folder, _, summary = finished_run(run_dir, needs="summary.json")  # the weights are not needed
         settings = read_config_file(folder.file("config.yaml"))
         curves.append((folder.path.name, read_metrics(folder.file("metrics.csv"))))
         rows.append({"run": folder.path.name, "model": summary.get("model"), "recipe": recipe(settings),
