@@ -7,7 +7,7 @@ import os
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..config import read_config_file
+from ..config import TrainConfig
 from ..rundir import read_metrics
 from ..saved_run import finished_run
 from . import plots
@@ -15,14 +15,14 @@ from . import plots
 RECIPE_KEYS = ("augment", "optimizer", "lr", "scheduler", "batch_size")
 
 
-def recipe(settings: dict) -> str:
+def recipe(cfg: TrainConfig) -> str:
     parts = []
     for key in RECIPE_KEYS:
-        value = settings.get(key)
+        value = getattr(cfg, key)
         parts.append(f"{key}={'+'.join(value) if isinstance(value, list) else value}")
     for key in ("norm", "dropout", "stages"):
-        if key in settings and settings[key] not in (None, 0, "batch", 4):
-            parts.append(f"{key}={settings[key]}")
+        if getattr(cfg, key) not in (None, 0, "batch", 4):
+            parts.append(f"{key}={getattr(cfg, key)}")
     return " ".join(parts)
 
 
@@ -31,10 +31,9 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> tuple[pd.DataFrame, Figur
     where the run held a split out, train time) and a figure of the runs' test-accuracy curves."""
     rows, curves = [], []
     for run_dir in run_dirs:
-        folder, _, summary = finished_run(run_dir, needs="summary.json")  # the weights are not needed
-        settings = read_config_file(folder.file("config.yaml"))
+        folder, cfg, summary = finished_run(run_dir, needs="summary.json")  # the weights are not needed
         curves.append((folder.path.name, read_metrics(folder.file("metrics.csv"))))
-        rows.append({"run": folder.path.name, "model": summary.get("model"), "recipe": recipe(settings),
+        rows.append({"run": folder.path.name, "model": summary.get("model"), "recipe": recipe(cfg),
                      "epochs": summary.get("epochs"), "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary.get("val_accuracy"), "train_seconds": summary.get("train_seconds")})
     return pd.DataFrame(rows), plots.compare_figure(curves)
