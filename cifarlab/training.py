@@ -490,7 +490,7 @@ def fit(p: Parts, stop: StopRequests) -> Evaluation:
             position = {**where.position, "lr": lr}
             p.save_state(TrainingState(epoch, position["step"], history, train_seconds, position, cfg.lr))
             raise interrupted(stop.signal, p.folder, epoch, position["step"]) from None
-        train_seconds += stats["train_seconds"] - (partial["seconds"] if partial else 0.0)
+        train_seconds += stats["train_seconds"]  # a resumed epoch's includes its seconds before the stop
         row = {"epoch": epoch, "lr": lr, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"]}
         if p.val_split is not None:
             val_eval = evaluate(p.final, p.val_split, **p.judge)
@@ -500,7 +500,9 @@ def fit(p: Parts, stop: StopRequests) -> Evaluation:
             test_eval = evaluate(p.final, p.test_split, **p.judge)
             row.update(test_loss=test_eval.loss, test_acc=test_eval.accuracy)
         p.schedule.after_epoch(row.get("val_loss", row["train_loss"]))
-        row.update(epoch_seconds=time.perf_counter() - epoch_start, train_images_per_sec=stats["train_images_per_sec"])
+        before_stop = partial["seconds"] if partial else 0.0
+        row.update(epoch_seconds=before_stop + time.perf_counter() - epoch_start,
+                   train_images_per_sec=stats["train_images_per_sec"])
         history.append(row)
         if p.context.main:
             p.folder.write_metrics(history)

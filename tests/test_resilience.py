@@ -2,6 +2,7 @@ import json
 import os
 import pickle
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,45 @@ def test_muons_momentum_resumes_exactly(data, tmp_path):
     assert stopped.returncode == 143, stopped.stderr[-2000:]
     train(resume=str(out))
     assert_same_run(out, reference)
+
+
+def test_a_resumed_run_counts_the_training_time_before_each_stop(data, tmp_path, monkeypatch):
+    """On a clock that moves one second a training step and never otherwise, a run stopped twice in one epoch
+    and resumed reports as many seconds as steps: its summary and its stopped epoch's row alike."""
+    import types
+
+    import cifarlab.training as train_module
+
+    clock = {"now": 0.0, "steps": 0}
+    stops = {7, 9}  # epoch 2 after its steps 2 and 4
+    real_make_step = train_module.make_train_step
+
+    def make_step(*args, **kwargs):
+        step = real_make_step(*args, **kwargs)
+
+        def timed(*a):
+            result = step(*a)
+            clock["now"] += 1.0
+            clock["steps"] += 1
+            if clock["steps"] in stops:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return result
+
+        return timed
+
+    monkeypatch.setattr(train_module, "make_train_step", make_step)
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    out = tmp_path / "run"
+    with pytest.raises(CifarlabError, match="SIGTERM"):
+        train(**settings_for(data, out))
+    with pytest.raises(CifarlabError, match="SIGTERM"):
+        train(resume=str(out))
+    state = load_checkpoint(out).state
+    assert (state.epoch, state.step) == (2, 4)
+    train(resume=str(out))
+    assert clock["steps"] == 15
+    assert json.loads((out / "summary.json").read_text())["train_seconds"] == 15.0
+    assert [row["epoch_seconds"] for row in read_metrics(out / "metrics.csv")] == [5.0, 5.0, 5.0]
 
 
 def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(data, reference, tmp_path):
