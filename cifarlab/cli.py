@@ -174,10 +174,12 @@ def command_predict(args: argparse.Namespace) -> int:
 
     from .explain.predict import predict_files
     from .runtime import resolve_device
+    from .saved_run import finished_run
     from .weights import load_model
 
+    folder, _, _ = finished_run(Path(args.run_dir))  # a stopped run is refused with how to finish it
     device = resolve_device(args.device)
-    model, info = load_model(Path(args.run_dir) / "model.safetensors", device=device)
+    model, info = load_model(folder.file("model.safetensors"), device=device)
     results = predict_files(model, info, [Path(p) for p in args.images], device=device,
                             cam_dir=Path(args.cam) if args.cam else None, cam_method=args.cam_method,
                             cam_layer=args.cam_layer)

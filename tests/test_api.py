@@ -290,7 +290,7 @@ def test_a_run_from_an_older_version_loads_or_is_refused_naming_that_version(tmp
     assert len(err.strip().splitlines()) == 1 and "cifarlab 0.0.7" in err
 
 
-def test_an_unfinished_run_is_refused_with_how_to_finish_it(tmp_path, cifar_dir):
+def test_an_unfinished_run_is_refused_with_how_to_finish_it(tmp_path, cifar_dir, capsys):
     out = tmp_path / "half"
     train(model="compact", data_dir=str(cifar_dir), epochs=1, batch_size=50, precision="fp32", device="cpu",
           progress=False, report=False, out=str(out))
@@ -305,3 +305,10 @@ def test_an_unfinished_run_is_refused_with_how_to_finish_it(tmp_path, cifar_dir)
             opens(out)
         with pytest.raises(CifarlabError, match="no run folder at"):
             opens(tmp_path / "nothing")
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (40, 30), "orange").save(picture)
+    refusals = {out: f"no finished run.*cifarlab train --resume {out}", tmp_path / "nothing": "no run folder at"}
+    for folder, message in refusals.items():  # predict, from the command line, as load_run does
+        capsys.readouterr()
+        assert main(["predict", str(folder), str(picture), "--device", "cpu"]) == 2
+        assert re.search(message, capsys.readouterr().err)
