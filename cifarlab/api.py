@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 # Settings that may differ when a run is resumed: none of them changes what the model learns.
 RESUMABLE = {"epochs", "progress", "device", "data_dir", "test_every", "report", "misclassified",
              "misclassified_order", "cam", "cam_layer", "cam_true_class", "tensorboard", "out", "overwrite", "tta",
-             "tta_shift",
-             "compile"}
+             "tta_shift", "compile"}
 
 
 def resolve_config(config: str | os.PathLike | dict | TrainConfig | None = None, **settings) -> TrainConfig:
