@@ -31,6 +31,15 @@ class Text(str):
         return str(self)
 
 
+def only_report_settings(settings: dict) -> None:
+    """Refuse any setting but the report's own (REPORT_SETTINGS): only those may change a figure or the report."""
+    from .config import REPORT_SETTINGS
+
+    for name in settings:
+        if name not in REPORT_SETTINGS:
+            raise CifarlabError(f"{name}: the report takes only {', '.join(REPORT_SETTINGS)}")
+
+
 class Run:
     """A finished training run.
 
@@ -133,12 +142,10 @@ class Run:
         return drawn if drawn is not None else plots.image_grid([], [], columns=1, title="no images to show")
 
     def _report_inputs(self, report_settings: dict):
-        from .config import REPORT_SETTINGS, make_config
+        from .config import make_config
         from .explain.report import ReportInputs
 
-        for name in report_settings:
-            if name not in REPORT_SETTINGS:
-                raise CifarlabError(f"{name}: is not a report setting; they are: {', '.join(REPORT_SETTINGS)}")
+        only_report_settings(report_settings)
         saved = self._loaded()
         split, evaluation = self._evaluation()
         history = read_metrics(self._folder.file("metrics.csv")) if self._folder.file("metrics.csv").is_file() else []
@@ -216,12 +223,9 @@ class Run:
     def report(self, **settings) -> Path:
         """Write the run's figures and report.html again and return the path of report.html. Keyword
         settings change what it shows: misclassified, misclassified_order, cam, cam_layer, cam_true_class."""
-        from .config import REPORT_SETTINGS
         from .saved_run import report_saved
 
-        for name in settings:
-            if name not in REPORT_SETTINGS:
-                raise CifarlabError(f"{name}: the report takes only {', '.join(REPORT_SETTINGS)}")
+        only_report_settings(settings)
         saved = read_saved_run(self.run_dir, data_dir=self._data_dir, device=self._device, overrides=settings)
         report_saved(saved)
         return self._folder.file("report.html")

@@ -133,6 +133,8 @@ def test_bad_arguments_are_refused_with_the_setting_s_name(trained):
         trained.plot_gradcam(3, layer="layer9")
     with pytest.raises(CifarlabError, match="epochs: the report takes only"):
         trained.report(epochs=3)
+    with pytest.raises(CifarlabError, match="lr: the report takes only misclassified"):
+        trained.plot("confusion", lr=0.1)
 
 
 def test_the_card_and_the_text_show_the_headline(trained):
